@@ -1,0 +1,57 @@
+//! Errors of the node's public operations.
+
+use gossip_core::dissemination::BroadcastError;
+use gossip_net::{CodecConfigError, EncodeError};
+
+/// Why the transport refused to send a message. Nothing was sent in any case.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The datagram would exceed the configured maximum (both sizes named).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The transport has stopped.
+    #[error("the transport has stopped")]
+    Stopped,
+}
+
+/// Why [`crate::NodeBuilder::start`] failed. No actor is left running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Binding the UDP socket failed (address in use, not local, no permission).
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// No keyring was given and plaintext was not asked for explicitly.
+    #[error("no keyring configured: call .keyring(..) or, for closed test networks, .plaintext()")]
+    NoKeyring,
+    /// The codec configuration is invalid (max datagram out of range).
+    #[error(transparent)]
+    Codec(#[from] CodecConfigError),
+    /// A protocol configuration value is out of its bounds.
+    #[error(transparent)]
+    Config(#[from] gossip_core::config::ConfigError),
+}
+
+/// Why a [`crate::NodeHandle`] call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The broadcast was refused; nothing was sent.
+    #[error(transparent)]
+    Broadcast(#[from] BroadcastError),
+    /// The node has shut down (or the actor's mailbox is closed).
+    #[error("the node has shut down")]
+    Stopped,
+}
+
+impl From<actix::MailboxError> for NodeError {
+    fn from(_: actix::MailboxError) -> Self {
+        NodeError::Stopped
+    }
+}

@@ -1,0 +1,275 @@
+//! [`TransportActor`]: the node's UDP socket behind the packet codec.
+//!
+//! Inbound, `UdpFramed` decodes each datagram with the [`PacketCodec`]; a dropped datagram is
+//! counted by reason, an authenticated one is reported to every observer (every authenticated
+//! packet is a heartbeat) and routed by its packet type to the recipient registered for it,
+//! through `try_send`: a full mailbox drops the message and counts it.
+//!
+//! Outbound, [`SendMessage`] is sealed synchronously by the same codec and handed to the
+//! kernel with `try_send_to`. The kernel's socket buffer is the only send queue, so it is
+//! bounded; a full buffer (`WouldBlock`) drops the datagram and counts it, exactly as a lossy
+//! network would. (`UdpFramed`'s sink is not used for sending: when `send_to` fails it keeps
+//! the datagram and retries it on every flush, so one bad destination would stall all later
+//! sends.)
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use gossip_core::{Envelope, NodeId, PacketType};
+use gossip_net::{Decoded, DropCounts, EncodeError, PacketCodec};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::net::UdpSocket;
+use tokio_util::udp::UdpFramed;
+
+use crate::error::SendError;
+use crate::messages::{
+    GetTransportStats, InboundMessage, PeerStatus, RegisterObserver, RegisterRoute, SendMessage,
+    Shutdown,
+};
+
+/// Deliberate faults for tests and demonstrations. Off by default; never enable in
+/// production.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FaultInjection {
+    /// Probability in `0.0..=1.0` that an outbound datagram is silently discarded instead of
+    /// sent (counted in [`TransportStats::injected_loss`]).
+    pub loss: f64,
+}
+
+/// Counters of one transport. All are totals since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Datagrams handed to the kernel.
+    pub datagrams_sent: u64,
+    /// Bytes of those datagrams (label, body and tag).
+    pub bytes_sent: u64,
+    /// Datagrams received, accepted or not.
+    pub datagrams_received: u64,
+    /// Bytes of those datagrams.
+    pub bytes_received: u64,
+    /// Received datagrams dropped by the codec, by reason.
+    pub drops: DropCounts,
+    /// Sends refused because the datagram would exceed the maximum.
+    pub send_refused_oversize: u64,
+    /// Datagrams dropped because the kernel's send buffer was full.
+    pub send_would_block: u64,
+    /// Datagrams the kernel refused for another reason (unreachable, not permitted).
+    pub send_errors: u64,
+    /// Errors reading from the socket.
+    pub recv_errors: u64,
+    /// Outbound datagrams discarded by [`FaultInjection::loss`].
+    pub injected_loss: u64,
+    /// Authenticated messages of a kind no actor registered for.
+    pub unrouted: u64,
+    /// Authenticated messages dropped because the routed actor's mailbox was full.
+    pub mailbox_full: u64,
+    /// Datagrams sent, by packet type (index = type byte - 1).
+    pub sent_by_type: [u64; 5],
+    /// Authenticated datagrams received, by packet type (index = type byte - 1).
+    pub received_by_type: [u64; 5],
+}
+
+fn type_index(kind: PacketType) -> usize {
+    usize::from(kind.to_byte()).saturating_sub(1).min(4)
+}
+
+/// The transport actor of one node. See the module docs.
+pub struct TransportActor {
+    local_id: NodeId,
+    local_addr: SocketAddr,
+    socket: Arc<UdpSocket>,
+    encoder: PacketCodec,
+    decoder: Option<PacketCodec>,
+    routes: BTreeMap<PacketType, Recipient<InboundMessage>>,
+    observers: Vec<Recipient<PeerStatus>>,
+    fault: FaultInjection,
+    rng: StdRng,
+    buf: BytesMut,
+    stats: TransportStats,
+}
+
+impl TransportActor {
+    /// A transport for `socket` (already bound) that seals with `encoder` and opens with
+    /// `decoder` (two codecs of the same security configuration).
+    pub fn new(
+        local_id: NodeId,
+        socket: UdpSocket,
+        encoder: PacketCodec,
+        decoder: PacketCodec,
+        fault: FaultInjection,
+        rng_seed: u64,
+    ) -> io::Result<Self> {
+        let local_addr = socket.local_addr()?;
+        Ok(TransportActor {
+            local_id,
+            local_addr,
+            socket: Arc::new(socket),
+            encoder,
+            decoder: Some(decoder),
+            routes: BTreeMap::new(),
+            observers: Vec::new(),
+            fault,
+            rng: StdRng::seed_from_u64(rng_seed),
+            buf: BytesMut::with_capacity(gossip_net::MAX_UDP_PAYLOAD),
+            stats: TransportStats::default(),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn send(&mut self, msg: SendMessage) -> Result<(), SendError> {
+        let kind = msg.message.packet_type();
+        let envelope = Envelope {
+            sender: self.local_id,
+            message: msg.message,
+        };
+        self.buf.clear();
+        let len = match self.encoder.encode_datagram(&envelope, &mut self.buf) {
+            Ok(len) => len,
+            Err(err) => {
+                if matches!(err, EncodeError::TooLarge { .. }) {
+                    self.stats.send_refused_oversize += 1;
+                }
+                return Err(SendError::Encode(err));
+            }
+        };
+        if self.fault.loss > 0.0 && self.rng.random_bool(self.fault.loss.clamp(0.0, 1.0)) {
+            self.stats.injected_loss += 1;
+            return Ok(());
+        }
+        match self.socket.try_send_to(&self.buf, msg.to) {
+            Ok(_) => {
+                self.stats.datagrams_sent += 1;
+                self.stats.bytes_sent += len as u64;
+                self.stats.sent_by_type[type_index(kind)] += 1;
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.stats.send_would_block += 1;
+            }
+            Err(err) => {
+                tracing::debug!(to = %msg.to, error = %err, "send failed");
+                self.stats.send_errors += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, decoded: Decoded, from: SocketAddr) {
+        self.stats.datagrams_received += 1;
+        self.stats.bytes_received += decoded.len as u64;
+        let envelope = match decoded.result {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                tracing::trace!(%from, %reason, "datagram dropped");
+                self.stats.drops.record(reason);
+                return;
+            }
+        };
+        let kind = envelope.message.packet_type();
+        self.stats.received_by_type[type_index(kind)] += 1;
+        let received_at = tokio::time::Instant::now().into_std();
+        for observer in &self.observers {
+            // Observers learn liveness; losing one report under overload is harmless.
+            let _ = observer.try_send(PeerStatus::Seen {
+                addr: from,
+                node_id: envelope.sender,
+                at: received_at,
+            });
+        }
+        let Some(route) = self.routes.get(&kind) else {
+            self.stats.unrouted += 1;
+            return;
+        };
+        let inbound = InboundMessage {
+            from,
+            sender: envelope.sender,
+            message: envelope.message,
+            received_at,
+        };
+        match route.try_send(inbound) {
+            Ok(()) => {}
+            Err(actix::prelude::SendError::Full(_)) => self.stats.mailbox_full += 1,
+            Err(actix::prelude::SendError::Closed(_)) => {
+                self.stats.unrouted += 1;
+                self.routes.remove(&kind);
+            }
+        }
+    }
+}
+
+impl Actor for TransportActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        if let Some(decoder) = self.decoder.take() {
+            ctx.add_stream(UdpFramed::new(Arc::clone(&self.socket), decoder));
+        }
+    }
+}
+
+impl StreamHandler<Result<(Decoded, SocketAddr), io::Error>> for TransportActor {
+    fn handle(&mut self, item: Result<(Decoded, SocketAddr), io::Error>, _: &mut Context<Self>) {
+        match item {
+            Ok((decoded, from)) => self.receive(decoded, from),
+            Err(err) => {
+                tracing::debug!(error = %err, "receive failed");
+                self.stats.recv_errors += 1;
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<SendMessage> for TransportActor {
+    type Result = Result<(), SendError>;
+
+    fn handle(&mut self, msg: SendMessage, _: &mut Context<Self>) -> Self::Result {
+        self.send(msg)
+    }
+}
+
+impl Handler<RegisterRoute> for TransportActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterRoute, _: &mut Context<Self>) {
+        for kind in msg.kinds {
+            self.routes.insert(kind, msg.recipient.clone());
+        }
+    }
+}
+
+impl Handler<RegisterObserver> for TransportActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterObserver, _: &mut Context<Self>) {
+        self.observers.push(msg.recipient);
+    }
+}
+
+impl Handler<GetTransportStats> for TransportActor {
+    type Result = MessageResult<GetTransportStats>;
+
+    fn handle(&mut self, _: GetTransportStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.stats)
+    }
+}
+
+impl Handler<Shutdown> for TransportActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,58 @@
+//! Sans-IO protocol state machines of the gossip framework.
+//!
+//! # Model
+//!
+//! Every protocol in this crate is a plain struct that never touches a socket, a file or a
+//! clock, and never draws from a global random generator. The shell that owns it (an actix
+//! actor in `gossip-actors`, the simulator, a test) feeds it inputs stamped with the current
+//! time and carries its outputs out, in the style of quinn-proto and iroh-gossip's `proto`:
+//!
+//! ```text
+//!                     +--------------------------------+
+//!  command ---------->| broadcast(now, payload)        |
+//!  datagram --------->| handle_message(now, from, ..)  |---> poll_transmit() -> Transmit
+//!  timer fired ------>| handle_timeout(now)            |---> poll_event()    -> Event
+//!                     |   state: cache, seen ids,      |---> poll_timeout()  -> Option<Instant>
+//!  rng (seeded) ----->|   ack timers, pending pulls    |
+//!                     +--------------------------------+
+//! ```
+//!
+//! After each input the shell drains `poll_transmit` and `poll_event` until `None` and re-arms
+//! its single timer at `poll_timeout`. Randomness comes from an injected, seedable
+//! `R: rand::Rng`, and whatever order reaches an output comes from a `BTreeMap`, a sorted
+//! vector or an insertion-ordered list, so one seed reproduces a whole run; the deterministic
+//! simulator relies on this. `Instant::now`, `SystemTime::now` and `rand::rng` are banned in
+//! this crate by its `clippy.toml`.
+//!
+//! # Protocols
+//!
+//! - [`dissemination`]: go-gossip's (protocol-diver/go-gossip, 2022 design) push to `fanout`
+//!   random peers, `PushAck` with a majority rule, and `PullSync` → `PullRequest` →
+//!   `PullResponse` recovery from an LRU payload cache; plus a periodic anti-entropy
+//!   `PullSync` (gossipmonger's 1 s gossip interval) so that a node that missed both the push
+//!   and the recovery round still catches up, and a seen-id memory that outlives the payload
+//!   cache (iroh-gossip's `message_id_retention`) so nothing is delivered twice.
+//! - [`peers`]: the bounded peer table (go-gossip's `Discovery` table) with uniform random
+//!   selection; go-gossip always picked the first `n` peers.
+//!
+//! The wire shapes are in [`id`] and [`message`]; their encoding lives in `gossip-net`, and
+//! [`message::wire_bound`] lets the core size datagrams without the encoder.
+//!
+//! # Robustness
+//!
+//! No message received from the network can panic a state machine. Every collection has a
+//! bound that is a configuration field, and everything dropped at a bound is counted in the
+//! protocol's stats (`DESIGN.md` section 8: go-gossip's remote panics, gossipsub's unbounded
+//! queues, plumcast's ever-growing store). Configurations are validated in one place per
+//! protocol and fail with the crate's single [`ConfigError`].
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod dissemination;
+pub mod id;
+pub mod message;
+pub mod peers;
+
+pub use config::ConfigError;
+pub use id::{MessageId, NodeId};
+pub use message::{Envelope, Gossip, Message, PacketType};

@@ -1,0 +1,181 @@
+//! Protocol messages and the envelope every datagram carries.
+//!
+//! The numbering of [`PacketType`] follows go-gossip (1 PushMessage .. 5 PullResponse); types
+//! from 16 up are reserved for the protocols added later (state, feeds, membership). The
+//! encoding itself lives in `gossip-net` (one encode/decode pair); this module only gives the
+//! shapes and a conservative upper bound on their encoded size so that senders can split
+//! batches to fit a datagram without knowing the encoder.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::id::{MessageId, NodeId};
+
+/// The packet type byte of the wire label (byte 1, see `docs/wire.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum PacketType {
+    /// A broadcast pushed eagerly to `fanout` peers (go-gossip type 1).
+    PushMessage = 1,
+    /// Receipt of a push (go-gossip type 2).
+    PushAck = 2,
+    /// "I hold these message ids" (go-gossip type 3).
+    PullSync = 3,
+    /// "Send me these message ids" (go-gossip type 4).
+    PullRequest = 4,
+    /// A broadcast sent in answer to a pull request (go-gossip type 5).
+    PullResponse = 5,
+}
+
+impl PacketType {
+    /// Every packet type, in wire order.
+    pub const ALL: [PacketType; 5] = [
+        PacketType::PushMessage,
+        PacketType::PushAck,
+        PacketType::PullSync,
+        PacketType::PullRequest,
+        PacketType::PullResponse,
+    ];
+
+    /// Parses the label's type byte; `None` for a byte no packet type uses.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| *t as u8 == byte)
+    }
+
+    /// The label's type byte.
+    pub fn to_byte(self) -> u8 {
+        self as u8
+    }
+
+    /// A short lowercase name for metrics and logs (`push_message`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketType::PushMessage => "push_message",
+            PacketType::PushAck => "push_ack",
+            PacketType::PullSync => "pull_sync",
+            PacketType::PullRequest => "pull_request",
+            PacketType::PullResponse => "pull_response",
+        }
+    }
+}
+
+impl fmt::Display for PacketType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One broadcast as it travels: carried by `PushMessage` and `PullResponse`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gossip {
+    /// The broadcast's id, chosen by its origin.
+    pub id: MessageId,
+    /// The node that called `broadcast`.
+    pub origin: NodeId,
+    /// Hops travelled so far: 0 at the origin, incremented by each node that forwards it.
+    pub hop: u16,
+    /// The application's bytes, opaque to the protocol.
+    pub payload: Bytes,
+}
+
+/// A protocol message. Each variant maps to one [`PacketType`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Type 1: a broadcast pushed to a random peer; the receiver answers [`Message::PushAck`].
+    PushMessage(Gossip),
+    /// Type 2: the receiver of a push (new or duplicate) holds `id`.
+    PushAck {
+        /// The acknowledged broadcast.
+        id: MessageId,
+    },
+    /// Type 3: the sender holds these ids; the receiver requests the ones it lacks.
+    PullSync {
+        /// Held ids, at most as many as fit one datagram.
+        ids: Vec<MessageId>,
+    },
+    /// Type 4: the sender lacks these ids (all announced by the receiver's `PullSync`).
+    PullRequest {
+        /// Wanted ids.
+        ids: Vec<MessageId>,
+    },
+    /// Type 5: a broadcast served from the cache in answer to a `PullRequest`.
+    PullResponse(Gossip),
+}
+
+impl Message {
+    /// The packet type byte this message travels under.
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Message::PushMessage(_) => PacketType::PushMessage,
+            Message::PushAck { .. } => PacketType::PushAck,
+            Message::PullSync { .. } => PacketType::PullSync,
+            Message::PullRequest { .. } => PacketType::PullRequest,
+            Message::PullResponse(_) => PacketType::PullResponse,
+        }
+    }
+
+    /// An upper bound, in bytes, on this message's encoding (see [`wire_bound`]).
+    pub fn encoded_len_bound(&self) -> usize {
+        wire_bound::VARIANT
+            + match self {
+                Message::PushMessage(g) | Message::PullResponse(g) => {
+                    wire_bound::gossip(g.payload.len())
+                }
+                Message::PushAck { .. } => MessageId::LEN,
+                Message::PullSync { ids } | Message::PullRequest { ids } => {
+                    wire_bound::LENGTH_PREFIX + ids.len() * MessageId::LEN
+                }
+            }
+    }
+}
+
+/// The plaintext of every datagram: who sent it, and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sending node. Trusted only as far as the key that sealed the datagram is.
+    pub sender: NodeId,
+    /// The message.
+    pub message: Message,
+}
+
+impl Envelope {
+    /// An upper bound, in bytes, on the encoded envelope (see [`wire_bound`]).
+    pub fn encoded_len_bound(&self) -> usize {
+        NodeId::LEN + self.message.encoded_len_bound()
+    }
+}
+
+/// Conservative per-field sizes of the encoding `gossip-net` uses (bincode 2, standard config:
+/// little-endian, variable-length integers), so the core can size batches without the encoder.
+///
+/// `gossip-net` checks in its tests that every encoded envelope is at most
+/// [`Envelope::encoded_len_bound`] bytes.
+pub mod wire_bound {
+    /// Enum variant index (varint, 1 byte below 251).
+    pub const VARIANT: usize = 1;
+    /// Length prefix of a byte string or list below 65,536 entries (varint, at most 3 bytes).
+    pub const LENGTH_PREFIX: usize = 3;
+    /// A `u16` hop count (varint, at most 3 bytes).
+    pub const HOP: usize = 3;
+
+    /// Bound on a [`crate::message::Gossip`] with a payload of `payload_len` bytes.
+    pub const fn gossip(payload_len: usize) -> usize {
+        crate::id::MessageId::LEN + crate::id::NodeId::LEN + HOP + LENGTH_PREFIX + payload_len
+    }
+
+    /// Bytes of an envelope around a [`crate::message::Gossip`] with an empty payload: the
+    /// largest payload that fits `max_envelope_len` is `max_envelope_len - GOSSIP_OVERHEAD`.
+    pub const GOSSIP_OVERHEAD: usize = crate::id::NodeId::LEN + VARIANT + gossip(0);
+
+    /// How many message ids one `PullSync`/`PullRequest` may carry within `max_envelope_len`.
+    pub const fn ids_per_message(max_envelope_len: usize) -> usize {
+        let fixed = crate::id::NodeId::LEN + VARIANT + LENGTH_PREFIX;
+        if max_envelope_len <= fixed {
+            0
+        } else {
+            (max_envelope_len - fixed) / crate::id::MessageId::LEN
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Why an inbound datagram was dropped, and counters by reason.
+
+use std::fmt;
+
+/// Why an inbound datagram was dropped before reaching any protocol.
+///
+/// Every reason is counted separately; none of them changes any state beyond its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Shorter than the 8-byte label, or shorter than nonce + tag for an encrypted body.
+    Truncated,
+    /// Longer than this node's configured maximum datagram.
+    Oversize,
+    /// Label byte 0 is not a version this node speaks.
+    UnsupportedVersion,
+    /// Label byte 1 names no packet type.
+    UnknownType,
+    /// Label byte 2 names no cipher.
+    UnknownCipher,
+    /// Label byte 2 names a cipher other than the one this node requires (for example a
+    /// plaintext packet sent to an encrypted node). The body is never read.
+    CipherMismatch,
+    /// The label's body length differs from the bytes that actually follow it.
+    LengthMismatch,
+    /// No key in the keyring has the label's key id.
+    UnknownKeyId,
+    /// The AES-GCM tag did not verify: a tampered label or body, or a key with a colliding id.
+    Unauthenticated,
+    /// The authenticated plaintext is not an envelope (or has trailing bytes).
+    Malformed,
+    /// The decoded message's kind differs from the label's packet type.
+    TypeMismatch,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 11] = [
+        DropReason::Truncated,
+        DropReason::Oversize,
+        DropReason::UnsupportedVersion,
+        DropReason::UnknownType,
+        DropReason::UnknownCipher,
+        DropReason::CipherMismatch,
+        DropReason::LengthMismatch,
+        DropReason::UnknownKeyId,
+        DropReason::Unauthenticated,
+        DropReason::Malformed,
+        DropReason::TypeMismatch,
+    ];
+
+    /// A snake_case name for metrics and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::Oversize => "oversize",
+            DropReason::UnsupportedVersion => "unsupported_version",
+            DropReason::UnknownType => "unknown_type",
+            DropReason::UnknownCipher => "unknown_cipher",
+            DropReason::CipherMismatch => "cipher_mismatch",
+            DropReason::LengthMismatch => "length_mismatch",
+            DropReason::UnknownKeyId => "unknown_key_id",
+            DropReason::Unauthenticated => "unauthenticated",
+            DropReason::Malformed => "malformed",
+            DropReason::TypeMismatch => "type_mismatch",
+        }
+    }
+
+    /// True for the reasons that mean "not from a holder of our key": cipher mismatch, unknown
+    /// key id, failed tag. The others mean a broken or hostile datagram.
+    pub fn is_auth(self) -> bool {
+        matches!(
+            self,
+            DropReason::CipherMismatch | DropReason::UnknownKeyId | DropReason::Unauthenticated
+        )
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Dropped datagrams counted by [`DropReason`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    counts: [u64; DropReason::ALL.len()],
+}
+
+impl DropCounts {
+    /// Counts one drop.
+    pub fn record(&mut self, reason: DropReason) {
+        let slot = &mut self.counts[reason.index()];
+        *slot = slot.saturating_add(1);
+    }
+
+    /// Drops counted for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.counts[reason.index()]
+    }
+
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Drops for which [`DropReason::is_auth`] holds.
+    pub fn auth(&self) -> u64 {
+        self.iter()
+            .filter(|(r, _)| r.is_auth())
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Drops for which [`DropReason::is_auth`] does not hold.
+    pub fn malformed(&self) -> u64 {
+        self.total() - self.auth()
+    }
+
+    /// `(reason, count)` for every reason, in [`DropReason::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.into_iter().map(|r| (r, self.get(r)))
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &DropCounts) {
+        for (slot, n) in self.counts.iter_mut().zip(other.counts) {
+            *slot = slot.saturating_add(n);
+        }
+    }
+}
