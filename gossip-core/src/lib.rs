@@ -56,3 +56,15 @@ pub mod peers;
 pub use config::ConfigError;
 pub use id::{MessageId, NodeId};
 pub use message::{Envelope, Gossip, Message, PacketType};
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::time::Instant;
+
+    /// The epoch of a test's virtual clock. Any instant will do; every later time is derived
+    /// from it by adding durations, so this is the one clock read in the crate's tests.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn epoch() -> Instant {
+        Instant::now()
+    }
+}

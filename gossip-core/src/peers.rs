@@ -64,7 +64,7 @@ pub struct PeerTableStats {
 /// use gossip_core::peers::{InsertOutcome, PeerTable};
 /// use rand::SeedableRng;
 ///
-/// let now = Instant::now();
+/// let now = Instant::now(); // the shell reads the clock; the table never does
 /// let mut table = PeerTable::new(2);
 /// assert_eq!(table.insert(now, "10.0.0.1:7000".parse().unwrap(), None), InsertOutcome::Added);
 /// assert_eq!(table.insert(now, "10.0.0.2:7000".parse().unwrap(), None), InsertOutcome::Added);
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn insert_update_full_remove() {
-        let now = Instant::now();
+        let now = crate::test_util::epoch();
         let later = now + std::time::Duration::from_secs(1);
         let id = NodeId([1; 32]);
         let mut t = PeerTable::new(2);
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn select_small_cases() {
-        let now = Instant::now();
+        let now = crate::test_util::epoch();
         let mut rng = StdRng::seed_from_u64(1);
         let mut t = PeerTable::new(10);
         assert!(t.select(&mut rng, 3, &[]).is_empty());
@@ -286,7 +286,7 @@ mod tests {
     /// chosen 30,000 times and the rest never.
     #[test]
     fn select_is_uniform_distinct_and_respects_exclude() {
-        let now = Instant::now();
+        let now = crate::test_util::epoch();
         let mut t = PeerTable::new(16);
         for i in 1..=10 {
             t.insert(now, addr(i), None);
@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn select_is_deterministic_for_a_seed() {
-        let now = Instant::now();
+        let now = crate::test_util::epoch();
         let mut t = PeerTable::new(16);
         for i in 1..=10 {
             t.insert(now, addr(i), None);

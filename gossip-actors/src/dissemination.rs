@@ -1,0 +1,239 @@
+//! [`DisseminationActor`]: go-gossip's push / ack / pull-sync, as a thin shell around
+//! [`gossip_core::dissemination::Dissemination`].
+//!
+//! The actor makes no protocol decision. On every input (a broadcast command, an inbound
+//! message, its one timer) it calls the core, then drains the core's outputs:
+//!
+//! - a transmit to [`Destination::Peer`] goes straight to the transport;
+//! - a transmit to [`Destination::Random`] or [`Destination::RandomGroup`] first asks discovery
+//!   for peers ([`SelectPeers`]), then goes to each chosen peer (a group's transmits share one
+//!   choice, as the core requires);
+//! - each delivery is published to subscribers (a bounded `tokio::sync::broadcast` channel: a
+//!   subscriber that falls behind by more than its capacity skips events and is told how many);
+//! - the timer is re-armed at the core's `poll_timeout()`.
+//!
+//! Sends go to the transport with `try_send`; a full transport mailbox drops the datagram and
+//! counts it, as a lossy network would (pull-sync recovers).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use gossip_core::dissemination::{
+    BroadcastError, Delivery, Destination, Dissemination, DisseminationStats, Event,
+};
+use gossip_core::{Message, MessageId};
+use rand::rngs::StdRng;
+use tokio::sync::broadcast;
+
+use crate::messages::{DiscoveryRecipients, InboundMessage, SelectPeers, SendMessage, Shutdown};
+
+/// Something a node tells its subscribers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// A broadcast reached this node for the first time (its own broadcasts included, at hop
+    /// 0). Each message id is delivered once per node.
+    Delivered(Delivery),
+}
+
+/// Starts a broadcast from this node. Replies with the new message's id.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<MessageId, BroadcastError>")]
+pub struct Broadcast {
+    /// The application's bytes (at most the core's `max_payload_len`).
+    pub payload: Bytes,
+}
+
+/// Reads the dissemination counters, with the actor's own drops added.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "DisseminationActorStats")]
+pub struct GetDisseminationStats;
+
+/// Counters of the dissemination actor: the core's, plus what the shell dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DisseminationActorStats {
+    /// The protocol core's counters.
+    pub core: DisseminationStats,
+    /// Datagrams not handed to the transport because its mailbox was full.
+    pub transport_full: u64,
+    /// Random destinations that resolved to no peer at all (discovery knew none).
+    pub no_peers: u64,
+    /// Peer selections that failed because discovery had stopped.
+    pub discovery_errors: u64,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The dissemination actor of one node. See the module docs.
+pub struct DisseminationActor {
+    core: Dissemination<StdRng>,
+    transport: Recipient<SendMessage>,
+    discovery: DiscoveryRecipients,
+    events: broadcast::Sender<NodeEvent>,
+    timer: Option<SpawnHandle>,
+    stats: DisseminationActorStats,
+}
+
+impl DisseminationActor {
+    /// A shell around `core` that sends through `transport`, picks peers through `discovery`
+    /// and publishes deliveries on `events`.
+    pub fn new(
+        core: Dissemination<StdRng>,
+        transport: Recipient<SendMessage>,
+        discovery: DiscoveryRecipients,
+        events: broadcast::Sender<NodeEvent>,
+    ) -> Self {
+        DisseminationActor {
+            core,
+            transport,
+            discovery,
+            events,
+            timer: None,
+            stats: DisseminationActorStats::default(),
+        }
+    }
+
+    fn send(&mut self, to: SocketAddr, message: Message) {
+        if self
+            .transport
+            .try_send(SendMessage { to, message })
+            .is_err()
+        {
+            self.stats.transport_full += 1;
+        }
+    }
+
+    fn send_to_random(
+        &mut self,
+        count: usize,
+        exclude: Vec<SocketAddr>,
+        messages: Vec<Message>,
+        ctx: &mut Context<Self>,
+    ) {
+        let request = self
+            .discovery
+            .select_peers
+            .send(SelectPeers { count, exclude });
+        let fut = request
+            .into_actor(self)
+            .map(move |result, act, _ctx| match result {
+                Ok(peers) if peers.is_empty() => act.stats.no_peers += 1,
+                Ok(peers) => {
+                    for peer in peers {
+                        for message in &messages {
+                            act.send(peer, message.clone());
+                        }
+                    }
+                }
+                Err(_) => act.stats.discovery_errors += 1,
+            });
+        ctx.spawn(fut);
+    }
+
+    /// Drains every output of the core and re-arms the timer.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        let mut group: Option<(u64, usize, Vec<SocketAddr>, Vec<Message>)> = None;
+        while let Some(transmit) = self.core.poll_transmit() {
+            if let Some((token, ..)) = &group {
+                let same = matches!(&transmit.destination,
+                    Destination::RandomGroup { group: g, .. } if g == token);
+                if !same {
+                    let (_, count, exclude, messages) = group.take().unwrap_or_default();
+                    self.send_to_random(count, exclude, messages, ctx);
+                }
+            }
+            match transmit.destination {
+                Destination::Peer(addr) => self.send(addr, transmit.message),
+                Destination::Random { count, exclude } => {
+                    self.send_to_random(count, exclude, vec![transmit.message], ctx)
+                }
+                Destination::RandomGroup {
+                    group: token,
+                    count,
+                    exclude,
+                } => match &mut group {
+                    Some((_, _, _, messages)) => messages.push(transmit.message),
+                    None => group = Some((token, count, exclude, vec![transmit.message])),
+                },
+            }
+        }
+        if let Some((_, count, exclude, messages)) = group {
+            self.send_to_random(count, exclude, messages, ctx);
+        }
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                Event::Delivered(delivery) => {
+                    // No subscriber is not an error: the delivery is still counted.
+                    let _ = self.events.send(NodeEvent::Delivered(delivery));
+                }
+                other => tracing::debug!(?other, "unhandled dissemination event"),
+            }
+        }
+        self.arm_timer(ctx);
+    }
+
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(deadline) = self.core.poll_timeout() {
+            let delay = deadline.saturating_duration_since(now());
+            self.timer = Some(ctx.run_later(delay, |act, ctx| {
+                act.timer = None;
+                act.core.handle_timeout(now());
+                act.drain(ctx);
+            }));
+        }
+    }
+}
+
+impl Actor for DisseminationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        self.arm_timer(ctx);
+    }
+}
+
+impl Handler<Broadcast> for DisseminationActor {
+    type Result = Result<MessageId, BroadcastError>;
+
+    fn handle(&mut self, msg: Broadcast, ctx: &mut Context<Self>) -> Self::Result {
+        let id = self.core.broadcast(now(), msg.payload)?;
+        self.drain(ctx);
+        Ok(id)
+    }
+}
+
+impl Handler<InboundMessage> for DisseminationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: InboundMessage, ctx: &mut Context<Self>) {
+        self.core
+            .handle_message(msg.received_at, msg.from, msg.sender, msg.message);
+        self.drain(ctx);
+    }
+}
+
+impl Handler<GetDisseminationStats> for DisseminationActor {
+    type Result = MessageResult<GetDisseminationStats>;
+
+    fn handle(&mut self, _: GetDisseminationStats, _: &mut Context<Self>) -> Self::Result {
+        let mut stats = self.stats;
+        stats.core = self.core.stats();
+        MessageResult(stats)
+    }
+}
+
+impl Handler<Shutdown> for DisseminationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

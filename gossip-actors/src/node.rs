@@ -1,0 +1,387 @@
+//! [`Node::builder`]: compose the actors of one node; [`NodeHandle`]: use it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use gossip_core::dissemination::{Dissemination, DisseminationConfig};
+use gossip_core::{MessageId, NodeId};
+use gossip_crypto::Keyring;
+use gossip_net::{DEFAULT_MAX_DATAGRAM, PacketCodec, Security};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::net::UdpSocket;
+use tokio::sync::broadcast;
+
+use crate::discovery::StaticDiscovery;
+use crate::dissemination::{
+    Broadcast, DisseminationActor, DisseminationActorStats, GetDisseminationStats, NodeEvent,
+};
+use crate::error::{NodeError, StartError};
+use crate::messages::{
+    DiscoveryRecipients, GetTransportStats, KnownPeers, PeerStatus, PeerSummary,
+    RegisterObserver, RegisterRoute, Shutdown,
+};
+use crate::transport::{FaultInjection, TransportActor, TransportStats};
+
+/// Everything tunable about a node. Each protocol's fields are documented (unit, bound,
+/// source) on its own config struct.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Push / ack / pull-sync parameters. Its `max_envelope_len` is set by the node from
+    /// `max_datagram` and the cipher; the value given here is ignored.
+    pub dissemination: DisseminationConfig,
+    /// Largest datagram sent or accepted, in bytes: 1,400 by default (the safe Ethernet
+    /// payload, as in memberlist), at most 65,507.
+    pub max_datagram: usize,
+    /// Deliberate faults for tests. Off by default.
+    pub fault: FaultInjection,
+    /// Events buffered per subscriber before a slow one starts skipping: 4,096.
+    pub event_capacity: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            dissemination: DisseminationConfig::default(),
+            max_datagram: DEFAULT_MAX_DATAGRAM,
+            fault: FaultInjection::default(),
+            event_capacity: 4_096,
+        }
+    }
+}
+
+/// Entry point: `Node::builder()`.
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// A builder with the defaults: bind `127.0.0.1:0`, no seeds, static discovery, a random
+    /// node id, no keyring (one must be given, or plaintext asked for).
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            security: None,
+            node_id: None,
+            discovery: None,
+            config: NodeConfig::default(),
+            rng_seed: None,
+        }
+    }
+}
+
+/// Configures and starts a node. See [`Node::builder`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use gossip_actors::{Node, StaticDiscovery};
+/// use gossip_crypto::Keyring;
+///
+/// let node = Node::builder()
+///     .bind("127.0.0.1:7000".parse()?)
+///     .keyring(Keyring::from_passphrase("correct horse", "cluster-a")?)
+///     .discovery(StaticDiscovery::new(["127.0.0.1:7001".parse()?]))
+///     .start()
+///     .await?;
+/// let mut events = node.subscribe();
+/// node.broadcast(&b"hi"[..]).await?;
+/// println!("{:?}", events.recv().await?);
+/// node.shutdown().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct NodeBuilder {
+    bind: SocketAddr,
+    security: Option<Security>,
+    node_id: Option<NodeId>,
+    discovery: Option<StaticDiscovery>,
+    config: NodeConfig,
+    rng_seed: Option<u64>,
+}
+
+impl std::fmt::Debug for StaticDiscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticDiscovery").finish_non_exhaustive()
+    }
+}
+
+impl NodeBuilder {
+    /// The UDP address to bind (port 0 picks a free port; see [`NodeHandle::local_addr`]).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Seal with the keyring's primary key and open with any of its keys (AES-256-GCM).
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.security = Some(Security::Encrypted(Arc::new(keyring)));
+        self
+    }
+
+    /// Send and accept only plaintext datagrams. For closed test networks: anyone who can
+    /// reach the port can inject messages.
+    pub fn plaintext(mut self) -> Self {
+        self.security = Some(Security::Plaintext);
+        self
+    }
+
+    /// The node's id (default: random).
+    pub fn node_id(mut self, id: NodeId) -> Self {
+        self.node_id = Some(id);
+        self
+    }
+
+    /// Static discovery with these seed addresses (shorthand for
+    /// `.discovery(StaticDiscovery::new(seeds))`).
+    pub fn seeds(self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.discovery(StaticDiscovery::new(seeds))
+    }
+
+    /// The discovery actor to use (default: an empty [`StaticDiscovery`]).
+    pub fn discovery(mut self, discovery: StaticDiscovery) -> Self {
+        self.discovery = Some(discovery);
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Deliberate faults (tests only).
+    pub fn fault_injection(mut self, fault: FaultInjection) -> Self {
+        self.config.fault = fault;
+        self
+    }
+
+    /// Seeds every random choice of the node (peer selection, message ids, injected loss), so
+    /// a run can be reproduced. Nonces are always drawn from the OS.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// Binds the socket and starts the transport, discovery and dissemination actors on the
+    /// current actix arbiter.
+    ///
+    /// # Errors
+    /// [`StartError::NoKeyring`] without `.keyring(..)` or `.plaintext()`;
+    /// [`StartError::Codec`] for a `max_datagram` outside 128..=65,507;
+    /// [`StartError::Config`] for a protocol value out of bounds;
+    /// [`StartError::Bind`] when the socket cannot be bound. Nothing is left running.
+    pub async fn start(self) -> Result<NodeHandle, StartError> {
+        let security = self.security.ok_or(StartError::NoKeyring)?;
+        let encoder = PacketCodec::new(security.clone(), self.config.max_datagram)?;
+        let decoder = PacketCodec::new(security, self.config.max_datagram)?;
+        let mut dissemination_config = self.config.dissemination.clone();
+        dissemination_config.max_envelope_len = encoder.max_envelope_len();
+        dissemination_config.validate()?;
+
+        let mut master = match self.rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let node_id = self.node_id.unwrap_or_else(|| NodeId::random(&mut master));
+        let now = tokio::time::Instant::now().into_std();
+        let core = Dissemination::new(
+            node_id,
+            dissemination_config,
+            StdRng::seed_from_u64(master.random()),
+            now,
+        )?;
+
+        let socket = UdpSocket::bind(self.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: self.bind,
+                source,
+            })?;
+        let transport = TransportActor::new(
+            node_id,
+            socket,
+            encoder,
+            decoder,
+            self.config.fault,
+            master.random(),
+        )
+        .map_err(|source| StartError::Bind {
+            addr: self.bind,
+            source,
+        })?;
+        let local_addr = transport.local_addr();
+        let transport = transport.start();
+
+        let discovery = self
+            .discovery
+            .unwrap_or_else(|| StaticDiscovery::new([]))
+            .bind(local_addr, master.random())
+            .start();
+        let discovery = DiscoveryRecipients::of(&discovery);
+
+        let (events, _) = broadcast::channel(self.config.event_capacity.max(1));
+        let dissemination = DisseminationActor::new(
+            core,
+            transport.clone().recipient(),
+            discovery.clone(),
+            events.clone(),
+        )
+        .start();
+
+        let handle = NodeHandle {
+            node_id,
+            local_addr,
+            transport,
+            dissemination,
+            discovery,
+            events,
+        };
+        if handle.register().await.is_err() {
+            let _ = handle.shutdown().await;
+            return Err(StartError::Bind {
+                addr: local_addr,
+                source: std::io::Error::other("transport stopped while starting"),
+            });
+        }
+        Ok(handle)
+    }
+}
+
+/// Counters of a whole node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Datagrams and bytes sent and received, drops by reason.
+    pub transport: TransportStats,
+    /// Broadcasts, deliveries, duplicates suppressed, acks, pulls.
+    pub dissemination: DisseminationActorStats,
+}
+
+impl NodeStats {
+    /// Broadcasts delivered to the application (own ones included).
+    pub fn delivered(&self) -> u64 {
+        self.dissemination.core.delivered
+    }
+
+    /// Copies of already delivered broadcasts that were suppressed.
+    pub fn duplicates_suppressed(&self) -> u64 {
+        self.dissemination.core.duplicates_suppressed
+    }
+
+    /// Datagrams dropped as not from a holder of our key (cipher mismatch, unknown key id,
+    /// failed tag).
+    pub fn dropped_auth(&self) -> u64 {
+        self.transport.drops.auth()
+    }
+
+    /// Datagrams dropped as broken (truncated, oversize, bad label, bad envelope).
+    pub fn dropped_malformed(&self) -> u64 {
+        self.transport.drops.malformed()
+    }
+}
+
+/// A running node. Cheap to clone and `Send`; every clone controls the same node.
+///
+/// Calls are answered by the node's actors, so they need the actix system the node was
+/// started in to be running.
+#[derive(Clone)]
+pub struct NodeHandle {
+    node_id: NodeId,
+    local_addr: SocketAddr,
+    transport: Addr<TransportActor>,
+    dissemination: Addr<DisseminationActor>,
+    discovery: DiscoveryRecipients,
+    events: broadcast::Sender<NodeEvent>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("node_id", &self.node_id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeHandle {
+    async fn register(&self) -> Result<(), MailboxError> {
+        self.transport
+            .send(RegisterRoute {
+                kinds: gossip_core::PacketType::ALL.to_vec(),
+                recipient: self.dissemination.clone().recipient(),
+            })
+            .await?;
+        self.transport
+            .send(RegisterObserver {
+                recipient: self.discovery.peer_status.clone(),
+            })
+            .await
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Broadcasts `payload` to every node (push / ack / pull-sync). The node delivers it to its
+    /// own subscribers too, at hop 0.
+    ///
+    /// # Errors
+    /// [`NodeError::Broadcast`] when the payload exceeds the largest that fits one datagram
+    /// (the error names both sizes; nothing is sent); [`NodeError::Stopped`] after shutdown.
+    pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, NodeError> {
+        let payload = payload.into();
+        Ok(self.dissemination.send(Broadcast { payload }).await??)
+    }
+
+    /// A receiver of every event from now on. It buffers `event_capacity` events; a receiver
+    /// that falls further behind gets `RecvError::Lagged(n)` once and skips `n` events.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// The node's counters.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn stats(&self) -> Result<NodeStats, NodeError> {
+        let transport = self.transport.send(GetTransportStats).await?;
+        let dissemination = self.dissemination.send(GetDisseminationStats).await?;
+        Ok(NodeStats {
+            transport,
+            dissemination,
+        })
+    }
+
+    /// Tells discovery about a peer.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn add_peer(&self, addr: SocketAddr) -> Result<(), NodeError> {
+        Ok(self.discovery.peer_status.send(PeerStatus::Add { addr }).await?)
+    }
+
+    /// The peers discovery knows, in address order.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn known_peers(&self) -> Result<Vec<PeerSummary>, NodeError> {
+        Ok(self.discovery.known_peers.send(KnownPeers).await?)
+    }
+
+    /// Stops every actor of the node and closes its socket. Calling it again is harmless.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for stores that flush on shutdown.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        let _ = self.dissemination.send(Shutdown).await;
+        let _ = self.discovery.shutdown.send(Shutdown).await;
+        let _ = self.transport.send(Shutdown).await;
+        Ok(())
+    }
+}
