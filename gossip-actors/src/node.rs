@@ -20,8 +20,8 @@ use crate::dissemination::{
 };
 use crate::error::{NodeError, StartError};
 use crate::messages::{
-    DiscoveryRecipients, GetTransportStats, KnownPeers, PeerStatus, PeerSummary,
-    RegisterObserver, RegisterRoute, Shutdown,
+    DiscoveryRecipients, GetTransportStats, KnownPeers, PeerStatus, PeerSummary, RegisterObserver,
+    RegisterRoute, Shutdown,
 };
 use crate::transport::{FaultInjection, TransportActor, TransportStats};
 
@@ -363,7 +363,11 @@ impl NodeHandle {
     /// # Errors
     /// [`NodeError::Stopped`] after shutdown.
     pub async fn add_peer(&self, addr: SocketAddr) -> Result<(), NodeError> {
-        Ok(self.discovery.peer_status.send(PeerStatus::Add { addr }).await?)
+        Ok(self
+            .discovery
+            .peer_status
+            .send(PeerStatus::Add { addr })
+            .await?)
     }
 
     /// The peers discovery knows, in address order.

@@ -14,8 +14,10 @@ use tokio::sync::broadcast::error::TryRecvError;
 const KEY: [u8; 32] = [0x42; 32];
 
 fn fast_config(loss: f64) -> NodeConfig {
-    let mut config = NodeConfig::default();
-    config.fault = FaultInjection { loss };
+    let mut config = NodeConfig {
+        fault: FaultInjection { loss },
+        ..NodeConfig::default()
+    };
     config.dissemination.anti_entropy_interval = Duration::from_millis(200);
     config
 }
@@ -68,7 +70,9 @@ impl Deliveries {
                     }
                 }
             }
-            let done = counts.iter().all(|c: &BTreeMap<MessageId, u32>| c.len() >= expected);
+            let done = counts
+                .iter()
+                .all(|c: &BTreeMap<MessageId, u32>| c.len() >= expected);
             if done || start.elapsed() > deadline {
                 // Let late duplicates surface before judging exactly-once.
                 if done {
@@ -91,7 +95,11 @@ async fn broadcast_from_random(nodes: &[NodeHandle], messages: usize, seed: u64)
     let mut ids = Vec::new();
     for i in 0..messages {
         let from = &nodes[rng.random_range(0..nodes.len())];
-        ids.push(from.broadcast(format!("message {i}").into_bytes()).await.unwrap());
+        ids.push(
+            from.broadcast(format!("message {i}").into_bytes())
+                .await
+                .unwrap(),
+        );
         if i % 20 == 19 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -110,7 +118,11 @@ fn assert_exactly_once(deliveries: &Deliveries, ids: &[MessageId]) {
                 ids.len()
             );
         }
-        assert_eq!(counts.len(), ids.len(), "node {node} delivered an unknown id");
+        assert_eq!(
+            counts.len(),
+            ids.len(),
+            "node {node} delivered an unknown id"
+        );
     }
 }
 
@@ -160,7 +172,10 @@ async fn twenty_percent_loss_still_delivers_everything_through_pull_sync() {
     };
     let loss = injected as f64 / (injected + sent) as f64;
     assert!((0.15..0.25).contains(&loss), "injected loss rate {loss}");
-    assert!(recovered > 0, "some deliveries must have come through pull-sync");
+    assert!(
+        recovered > 0,
+        "some deliveries must have come through pull-sync"
+    );
     for node in &nodes {
         node.shutdown().await.unwrap();
     }
@@ -170,12 +185,21 @@ async fn twenty_percent_loss_still_delivers_everything_through_pull_sync() {
 async fn a_node_with_the_wrong_passphrase_delivers_nothing_and_is_counted_as_auth_drops() {
     let right = Keyring::from_passphrase("correct horse", "cluster-a").unwrap();
     let wrong = Keyring::from_passphrase("battery staple", "cluster-a").unwrap();
-    let nodes = start_cluster(4, 0.0, |i| if i == 3 { wrong.clone() } else { right.clone() }).await;
+    let nodes = start_cluster(
+        4,
+        0.0,
+        |i| if i == 3 { wrong.clone() } else { right.clone() },
+    )
+    .await;
     let mut receivers: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
 
     let mut good_ids = Vec::new();
     for (i, node) in nodes[..3].iter().enumerate() {
-        good_ids.push(node.broadcast(format!("good {i}").into_bytes()).await.unwrap());
+        good_ids.push(
+            node.broadcast(format!("good {i}").into_bytes())
+                .await
+                .unwrap(),
+        );
     }
     let intruder_id = nodes[3].broadcast(&b"intruder"[..]).await.unwrap();
     let deliveries = Deliveries::collect(&mut receivers[..3], 3, Duration::from_secs(10)).await;
@@ -187,14 +211,24 @@ async fn a_node_with_the_wrong_passphrase_delivers_nothing_and_is_counted_as_aut
         for id in &good_ids {
             assert_eq!(counts.get(id), Some(&1));
         }
-        assert!(!counts.contains_key(&intruder_id), "nobody accepts the intruder's broadcast");
+        assert!(
+            !counts.contains_key(&intruder_id),
+            "nobody accepts the intruder's broadcast"
+        );
     }
     // The intruder only ever sees its own broadcast, which it delivers locally at hop 0.
     let seen: Vec<MessageId> = intruder.counts[0].keys().copied().collect();
-    assert_eq!(seen, vec![intruder_id], "the intruder delivers nothing from the cluster");
+    assert_eq!(
+        seen,
+        vec![intruder_id],
+        "the intruder delivers nothing from the cluster"
+    );
     let intruder_stats = nodes[3].stats().await.unwrap();
     assert_eq!(intruder_stats.delivered(), 1);
-    assert!(intruder_stats.dropped_auth() > 0, "it cannot open the cluster's packets either");
+    assert!(
+        intruder_stats.dropped_auth() > 0,
+        "it cannot open the cluster's packets either"
+    );
 
     let mut auth_drops = 0;
     for node in &nodes[..3] {
@@ -202,7 +236,10 @@ async fn a_node_with_the_wrong_passphrase_delivers_nothing_and_is_counted_as_aut
         assert_eq!(stats.dropped_malformed(), 0);
         auth_drops += stats.dropped_auth();
     }
-    assert!(auth_drops >= 3, "the intruder's pushes are counted as auth drops: {auth_drops}");
+    assert!(
+        auth_drops >= 3,
+        "the intruder's pushes are counted as auth drops: {auth_drops}"
+    );
     for node in &nodes {
         node.shutdown().await.unwrap();
     }
@@ -222,10 +259,16 @@ async fn an_oversize_broadcast_is_refused_naming_both_sizes() {
     assert_eq!(max, 1_277);
     let err = node.broadcast(vec![0u8; 1_400]).await.unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("1400") && text.contains(&max.to_string()), "{text}");
+    assert!(
+        text.contains("1400") && text.contains(&max.to_string()),
+        "{text}"
+    );
     assert!(node.broadcast(vec![0u8; max + 1]).await.is_err());
     assert!(node.broadcast(vec![0u8; max]).await.is_ok());
     let stats = node.stats().await.unwrap();
-    assert_eq!(stats.dissemination.core.broadcasts, 1, "refused broadcasts change nothing");
+    assert_eq!(
+        stats.dissemination.core.broadcasts, 1,
+        "refused broadcasts change nothing"
+    );
     node.shutdown().await.unwrap();
 }

@@ -115,7 +115,10 @@ mod tests {
             Duration::from_secs(30),
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "seen_ttl (1s) must be at least cache_ttl (30s)");
+        assert_eq!(
+            e.to_string(),
+            "seen_ttl (1s) must be at least cache_ttl (30s)"
+        );
         assert!(at_least("x", 1, 1).is_ok());
         assert!(at_most("x", 1, 1).is_ok());
     }

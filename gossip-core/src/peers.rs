@@ -278,7 +278,10 @@ mod tests {
         let mut all = t.select(&mut rng, 10, &[addr(2)]);
         all.sort();
         assert_eq!(all, vec![addr(1), addr(3), addr(4)]);
-        assert!(t.select(&mut rng, 2, &[addr(1), addr(2), addr(3), addr(4)]).is_empty());
+        assert!(
+            t.select(&mut rng, 2, &[addr(1), addr(2), addr(3), addr(4)])
+                .is_empty()
+        );
     }
 
     /// 10 peers, n = 3, 30,000 draws: each peer is chosen 9,000 times in expectation; every

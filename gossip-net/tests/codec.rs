@@ -62,8 +62,14 @@ fn seal(codec: &mut PacketCodec, envelope: &Envelope) -> BytesMut {
 
 fn decode(codec: &mut PacketCodec, datagram: &[u8]) -> Result<Envelope, DropReason> {
     let mut buf = BytesMut::from(datagram);
-    let decoded = codec.decode(&mut buf).unwrap().expect("a datagram yields an item");
-    assert!(buf.is_empty(), "the decoder must consume the whole datagram");
+    let decoded = codec
+        .decode(&mut buf)
+        .unwrap()
+        .expect("a datagram yields an item");
+    assert!(
+        buf.is_empty(),
+        "the decoder must consume the whole datagram"
+    );
     assert_eq!(decoded.len, datagram.len());
     decoded.result
 }
@@ -133,7 +139,10 @@ fn tampered_label_is_unauthenticated() {
     let mut codec = encrypted(key(1));
     let mut datagram = seal(&mut codec, &push(10)).to_vec();
     datagram[1] = PacketType::PullResponse.to_byte(); // still a valid type: only the tag can tell
-    assert_eq!(decode(&mut codec, &datagram), Err(DropReason::Unauthenticated));
+    assert_eq!(
+        decode(&mut codec, &datagram),
+        Err(DropReason::Unauthenticated)
+    );
 }
 
 #[test]
@@ -142,12 +151,18 @@ fn tampered_body_is_unauthenticated() {
     for position in [LABEL_LEN, LABEL_LEN + 12, LABEL_LEN + 30] {
         let mut datagram = seal(&mut codec, &push(40)).to_vec();
         datagram[position] ^= 0x01;
-        assert_eq!(decode(&mut codec, &datagram), Err(DropReason::Unauthenticated));
+        assert_eq!(
+            decode(&mut codec, &datagram),
+            Err(DropReason::Unauthenticated)
+        );
     }
     let mut datagram = seal(&mut codec, &push(40)).to_vec();
     let last = datagram.len() - 1;
     datagram[last] ^= 0x80; // the tag
-    assert_eq!(decode(&mut codec, &datagram), Err(DropReason::Unauthenticated));
+    assert_eq!(
+        decode(&mut codec, &datagram),
+        Err(DropReason::Unauthenticated)
+    );
 }
 
 #[test]
@@ -165,18 +180,26 @@ fn wrong_key_with_a_known_id_is_unauthenticated() {
     let mut sender = encrypted(colliding);
     let mut receiver = encrypted(key(1));
     let datagram = seal(&mut sender, &push(10));
-    assert_eq!(decode(&mut receiver, &datagram), Err(DropReason::Unauthenticated));
+    assert_eq!(
+        decode(&mut receiver, &datagram),
+        Err(DropReason::Unauthenticated)
+    );
 }
 
 #[test]
 fn wrong_passphrase_is_an_unknown_key_id() {
     let mut sender = PacketCodec::new(
-        Security::Encrypted(Arc::new(Keyring::from_passphrase("wrong", "cluster-a").unwrap())),
+        Security::Encrypted(Arc::new(
+            Keyring::from_passphrase("wrong", "cluster-a").unwrap(),
+        )),
         1400,
     )
     .unwrap();
     let right = Keyring::from_passphrase("correct horse", "cluster-a").unwrap();
-    assert_ne!(right.primary_id(), Key::from_passphrase("wrong", "cluster-a").unwrap().id());
+    assert_ne!(
+        right.primary_id(),
+        Key::from_passphrase("wrong", "cluster-a").unwrap().id()
+    );
     let mut receiver = PacketCodec::new(Security::Encrypted(Arc::new(right)), 1400).unwrap();
     let datagram = seal(&mut sender, &push(10));
     let reason = decode(&mut receiver, &datagram).unwrap_err();
@@ -197,9 +220,15 @@ fn plaintext_to_an_encrypted_node_is_refused_and_vice_versa() {
     let mut plain = PacketCodec::new(Security::Plaintext, 1400).unwrap();
     let mut secure = encrypted(key(1));
     let datagram = seal(&mut plain, &push(10));
-    assert_eq!(decode(&mut secure, &datagram), Err(DropReason::CipherMismatch));
+    assert_eq!(
+        decode(&mut secure, &datagram),
+        Err(DropReason::CipherMismatch)
+    );
     let datagram = seal(&mut secure, &push(10));
-    assert_eq!(decode(&mut plain, &datagram), Err(DropReason::CipherMismatch));
+    assert_eq!(
+        decode(&mut plain, &datagram),
+        Err(DropReason::CipherMismatch)
+    );
 }
 
 #[test]
@@ -216,7 +245,10 @@ fn unknown_type_cipher_and_version_bytes_are_rejected() {
     assert_eq!(decode(&mut codec, &bad), Err(DropReason::UnknownCipher));
     let mut bad = good;
     bad[0] = 2;
-    assert_eq!(decode(&mut codec, &bad), Err(DropReason::UnsupportedVersion));
+    assert_eq!(
+        decode(&mut codec, &bad),
+        Err(DropReason::UnsupportedVersion)
+    );
 }
 
 #[test]
@@ -247,11 +279,8 @@ fn length_mismatch_is_rejected() {
 
 #[test]
 fn oversize_datagrams_are_rejected_by_the_receiver() {
-    let mut big = PacketCodec::new(
-        Security::Encrypted(Arc::new(Keyring::new(key(1)))),
-        9000,
-    )
-    .unwrap();
+    let mut big =
+        PacketCodec::new(Security::Encrypted(Arc::new(Keyring::new(key(1)))), 9000).unwrap();
     let mut small = encrypted(key(1));
     let datagram = seal(&mut big, &push(2000));
     assert!(datagram.len() > 1400);
@@ -291,12 +320,19 @@ fn key_rotation_keeps_old_packets_open_while_the_new_key_seals() {
     let mut new_node = PacketCodec::new(Security::Encrypted(rotated), 1400).unwrap();
 
     let from_old = seal(&mut old_node, &push(10));
-    assert_eq!(decode(&mut new_node, &from_old), Ok(push(10)), "old key still opens");
+    assert_eq!(
+        decode(&mut new_node, &from_old),
+        Ok(push(10)),
+        "old key still opens"
+    );
 
     let from_new = seal(&mut new_node, &push(10));
     assert_eq!(from_new[3], key(2).id(), "the new key seals");
     assert_eq!(decode(&mut new_node, &from_new), Ok(push(10)));
-    assert_eq!(decode(&mut old_node, &from_new), Err(DropReason::UnknownKeyId));
+    assert_eq!(
+        decode(&mut old_node, &from_new),
+        Err(DropReason::UnknownKeyId)
+    );
 
     // Step one of a rotation: the old node accepts the new key before anyone seals with it.
     let accepting = Arc::new(Keyring::new(key(1)).with_accepted(key(2)));
@@ -311,7 +347,10 @@ fn a_payload_that_cannot_fit_is_refused_naming_both_sizes() {
     let fits = push(max_payload);
     let mut out = BytesMut::new();
     let size = codec.encode_datagram(&fits, &mut out).unwrap();
-    assert!(size <= 1400, "the core's bound keeps a maximal payload inside the datagram");
+    assert!(
+        size <= 1400,
+        "the core's bound keeps a maximal payload inside the datagram"
+    );
 
     let too_big = push(1400);
     let mut out = BytesMut::from(&b"keep"[..]);
@@ -324,8 +363,14 @@ fn a_payload_that_cannot_fit_is_refused_naming_both_sizes() {
         other => panic!("unexpected error {other}"),
     }
     assert_eq!(&out[..], b"keep", "a refused encode writes nothing");
-    let text = codec.encode_datagram(&too_big, &mut out).unwrap_err().to_string();
-    assert!(text.contains(&expected.to_string()) && text.contains("1400"), "{text}");
+    let text = codec
+        .encode_datagram(&too_big, &mut out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains(&expected.to_string()) && text.contains("1400"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -408,10 +453,17 @@ async fn udp_framed_carries_envelopes_and_skips_bad_datagrams() {
     let mut inbound = UdpFramed::new(receiver, encrypted(key(1)));
     let mut outbound = UdpFramed::new(sender, encrypted(key(1)));
 
-    raw.send_to(b"\x01\x01garbage", receiver_addr).await.unwrap();
-    raw.send_to(&[1, 1, 1, 1, 0, 0, 0, 0], receiver_addr).await.unwrap();
+    raw.send_to(b"\x01\x01garbage", receiver_addr)
+        .await
+        .unwrap();
+    raw.send_to(&[1, 1, 1, 1, 0, 0, 0, 0], receiver_addr)
+        .await
+        .unwrap();
     for message in all_messages() {
-        let envelope = Envelope { sender: NodeId([4; 32]), message };
+        let envelope = Envelope {
+            sender: NodeId([4; 32]),
+            message,
+        };
         outbound.send((envelope, receiver_addr)).await.unwrap();
     }
 
@@ -426,6 +478,9 @@ async fn udp_framed_carries_envelopes_and_skips_bad_datagrams() {
     }
     assert_eq!(results[0], Err(DropReason::UnknownCipher)); // byte 2 is b'g'
     assert_eq!(results[1], Err(DropReason::Truncated));
-    let delivered: Vec<Message> = results[2..].iter().map(|r| r.clone().unwrap().message).collect();
+    let delivered: Vec<Message> = results[2..]
+        .iter()
+        .map(|r| r.clone().unwrap().message)
+        .collect();
     assert_eq!(delivered, all_messages());
 }

@@ -269,7 +269,8 @@ enum Via {
 ///
 /// # Protocol
 ///
-/// Numbers in brackets are go-gossip's; rule 7 is ours.
+/// Rules 1–6 and the LRU cache are go-gossip's (protocol-diver/go-gossip, 2022); rule 7, the
+/// time-to-lives and the bounds are ours.
 ///
 /// 1. **Push** `PushMessage(g)` from `from`: always answer `PushAck { id }` to `from`, also
 ///    for a duplicate (it tells the pusher we hold it). If `g.id` is new, mark it seen, cache

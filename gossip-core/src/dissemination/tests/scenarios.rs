@@ -9,7 +9,21 @@ const MAX_STEPS: u64 = 2_000_000;
 
 /// Runs `broadcasts` broadcasts from random nodes, one every 10 ms from t = 100 ms, then lets
 /// the network run until `until`.
-fn run(config: SimConfig, until: Duration) -> Sim {
+///
+/// `GOSSIP_SIM_SEED=<n>` replaces the scenario's seed, to rerun a failure printed by
+/// [`assert_exactly_once`] or to try another one.
+fn run(mut config: SimConfig, until: Duration) -> Sim {
+    if let Some(seed) = std::env::var("GOSSIP_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        config.seed = seed;
+    }
+    simulate(config, until)
+}
+
+/// [`run`] with exactly the given seed.
+fn simulate(config: SimConfig, until: Duration) -> Sim {
     let mut sim = Sim::new(config);
     sim.schedule_broadcasts(
         BROADCASTS,
@@ -27,7 +41,10 @@ fn assert_exactly_once(sim: &Sim, deadline: Duration) {
     let n = sim.node_count();
     assert_eq!(sim.broadcasts.len(), BROADCASTS, "{report}");
     let (once, more) = sim.exactly_once();
-    assert!(more.is_empty(), "delivered more than once: {more:?}\n{report}");
+    assert!(
+        more.is_empty(),
+        "delivered more than once: {more:?}\n{report}"
+    );
     assert_eq!(once, n * BROADCASTS, "missing deliveries\n{report}");
     assert!(sim.occupancy_ok(), "{report}");
     assert!(sim.max_completion() <= deadline, "{report}");
@@ -75,34 +92,26 @@ fn fifty_nodes_twenty_percent_loss_every_node_delivers_every_broadcast_once() {
 
 #[test]
 fn same_seed_same_run() {
-    let a = run(SimConfig::new(10, 0.2, 42), Duration::from_secs(10));
-    let b = run(SimConfig::new(10, 0.2, 42), Duration::from_secs(10));
+    let a = simulate(SimConfig::new(10, 0.2, 42), Duration::from_secs(10));
+    let b = simulate(SimConfig::new(10, 0.2, 42), Duration::from_secs(10));
     assert_eq!(a.deliveries, b.deliveries);
     assert!(!a.deliveries.is_empty());
     for i in 0..a.node_count() {
         assert_eq!(a.stats(i), b.stats(i));
     }
     assert_eq!(a.datagrams_sent, b.datagrams_sent);
-    let c = run(SimConfig::new(10, 0.2, 43), Duration::from_secs(10));
+    let c = simulate(SimConfig::new(10, 0.2, 43), Duration::from_secs(10));
     assert_ne!(a.deliveries, c.deliveries, "the seed matters");
 }
 
+/// The 50-node lossy scenario over 20 more seeds (about 5 s optimised, minutes in debug): run
+/// `cargo test --release -p gossip-core many_seeds -- --ignored`.
 #[test]
-#[ignore = "exploration"]
-fn explore() {
-    let window: u64 = std::env::var("W").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
-    let peers: usize = std::env::var("P").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let nodes: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
-    let mut total_missing = 0;
-    for seed in 0..20 {
-        let mut c = SimConfig::new(nodes, 0.2, seed);
-        c.core.anti_entropy_window = Duration::from_secs(window);
-        c.core.anti_entropy_peers = peers;
-        let sim = run(c, Duration::from_secs(30));
-        let (once, more) = sim.exactly_once();
-        let missing = nodes * BROADCASTS - once;
-        total_missing += missing;
-        println!("seed {seed}: missing {missing} dup {} completion {:?} pulls {}", more.len(), sim.max_completion(), sim.total(|s| s.pulls_recovered));
+#[ignore = "slow: 20 runs of the 50-node scenario"]
+fn many_seeds_fifty_nodes_twenty_percent_loss() {
+    for seed in 100..120 {
+        let sim = simulate(SimConfig::new(50, 0.2, seed), Duration::from_secs(30));
+        println!("{}", sim.report("50 nodes, 20% loss"));
+        assert_exactly_once(&sim, Duration::from_secs(30));
     }
-    println!("W={window} P={peers}: total missing {total_missing}");
 }

@@ -147,10 +147,6 @@ impl Sim {
         self.nodes.len()
     }
 
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.now - self.epoch
-    }
-
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
@@ -172,7 +168,11 @@ impl Sim {
         loop {
             let next_datagram = self.in_flight.keys().next().map(|(t, _)| *t);
             let next_broadcast = self.scheduled.keys().next().map(|(t, _)| *t);
-            let next_timer = self.nodes.iter().filter_map(|n| n.core.poll_timeout()).min();
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.core.poll_timeout())
+                .min();
             let Some(next) = [next_datagram, next_broadcast, next_timer]
                 .into_iter()
                 .flatten()
