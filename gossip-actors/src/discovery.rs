@@ -38,6 +38,16 @@ pub struct StaticDiscovery {
     rng: StdRng,
 }
 
+impl std::fmt::Debug for StaticDiscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticDiscovery")
+            .field("local_addr", &self.local_addr)
+            .field("peers", &self.table.len())
+            .field("learn_from_traffic", &self.learn_from_traffic)
+            .finish_non_exhaustive()
+    }
+}
+
 impl StaticDiscovery {
     /// A table holding `seeds`, bounded at [`DEFAULT_STATIC_CAPACITY`] peers, learning peers
     /// from traffic.

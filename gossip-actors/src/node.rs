@@ -100,12 +100,6 @@ pub struct NodeBuilder {
     rng_seed: Option<u64>,
 }
 
-impl std::fmt::Debug for StaticDiscovery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticDiscovery").finish_non_exhaustive()
-    }
-}
-
 impl NodeBuilder {
     /// The UDP address to bind (port 0 picks a free port; see [`NodeHandle::local_addr`]).
     pub fn bind(mut self, addr: SocketAddr) -> Self {

@@ -68,14 +68,42 @@ pub struct TransportStats {
     pub unrouted: u64,
     /// Authenticated messages dropped because the routed actor's mailbox was full.
     pub mailbox_full: u64,
-    /// Datagrams sent, by packet type (index = type byte - 1).
-    pub sent_by_type: [u64; 5],
-    /// Authenticated datagrams received, by packet type (index = type byte - 1).
-    pub received_by_type: [u64; 5],
+    /// Datagrams sent, by packet type.
+    pub sent_by_type: PacketTypeCounts,
+    /// Authenticated datagrams received, by packet type.
+    pub received_by_type: PacketTypeCounts,
 }
 
-fn type_index(kind: PacketType) -> usize {
-    usize::from(kind.to_byte()).saturating_sub(1).min(4)
+/// A counter per [`PacketType`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketTypeCounts {
+    counts: [u64; PacketType::ALL.len()],
+}
+
+impl PacketTypeCounts {
+    fn slot(kind: PacketType) -> usize {
+        // Every packet type is in `ALL`, so the fallback is never taken.
+        PacketType::ALL
+            .iter()
+            .position(|t| *t == kind)
+            .unwrap_or_default()
+    }
+
+    /// Counts one packet of `kind`.
+    pub fn record(&mut self, kind: PacketType) {
+        let slot = &mut self.counts[Self::slot(kind)];
+        *slot = slot.saturating_add(1);
+    }
+
+    /// The count for `kind`.
+    pub fn get(&self, kind: PacketType) -> u64 {
+        self.counts[Self::slot(kind)]
+    }
+
+    /// `(type, count)` for every packet type, in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = (PacketType, u64)> + '_ {
+        PacketType::ALL.into_iter().map(|t| (t, self.get(t)))
+    }
 }
 
 /// The transport actor of one node. See the module docs.
@@ -149,7 +177,7 @@ impl TransportActor {
             Ok(_) => {
                 self.stats.datagrams_sent += 1;
                 self.stats.bytes_sent += len as u64;
-                self.stats.sent_by_type[type_index(kind)] += 1;
+                self.stats.sent_by_type.record(kind);
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 self.stats.send_would_block += 1;
@@ -174,7 +202,7 @@ impl TransportActor {
             }
         };
         let kind = envelope.message.packet_type();
-        self.stats.received_by_type[type_index(kind)] += 1;
+        self.stats.received_by_type.record(kind);
         let received_at = tokio::time::Instant::now().into_std();
         for observer in &self.observers {
             // Observers learn liveness; losing one report under overload is harmless.

@@ -354,6 +354,12 @@ async fn the_transport_routes_authenticated_messages_and_counts_bad_datagrams() 
                 "byte 0 is b'n'"
             );
             assert_eq!(stats.unrouted, 1, "no route for PullSync");
+            assert_eq!(stats.received_by_type.get(PacketType::PushAck), 1);
+            assert_eq!(stats.received_by_type.get(PacketType::PullSync), 1);
+            assert_eq!(
+                stats.received_by_type.iter().map(|(_, n)| n).sum::<u64>(),
+                2
+            );
             break;
         }
         assert!(
