@@ -1,4 +1,27 @@
 //! The actors of a gossip node, the node builder and its handle.
+//!
+//! A node is a set of actix actors that reach each other only through typed mailboxes
+//! ([`actix::Recipient`]), so each can be replaced by any actor that handles the same
+//! messages (see [`messages`]):
+//!
+//! ```text
+//!  NodeHandle --Broadcast--> DisseminationActor --SelectPeers--> discovery (StaticDiscovery)
+//!                                |      ^
+//!                    SendMessage |      | InboundMessage (routed by packet type)
+//!                                v      |
+//!                             TransportActor --PeerStatus::Seen--> discovery
+//!                                |
+//!                          UDP (gossip-net PacketCodec)
+//! ```
+//!
+//! Each actor is a thin shell: protocol decisions live in the sans-IO cores of
+//! [`gossip_core`]; an actor turns a mailbox message into a core input, calls the core, and
+//! sends the outputs on. Inbound messages travel with `try_send`, so a full mailbox drops and
+//! counts instead of growing without bound.
+//!
+//! Start a node with [`Node::builder`]; it returns a [`NodeHandle`] (`Clone + Send`) with
+//! `broadcast`, `subscribe`, `stats` and `shutdown`. Actors run on the actix arbiter of the
+//! caller, so call `start` inside an actix system (`#[actix::main]`, `#[actix::test]`).
 #![deny(missing_docs)]
 
 pub mod discovery;

@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! oversize -> truncated label -> version -> type -> cipher byte -> required cipher
-//!   -> body length -> key id -> tag -> envelope decode -> type matches label
+//!   -> body length -> truncated body (encrypted: shorter than nonce + tag) -> key id -> tag
+//!   -> envelope decode -> type matches label
 //! ```
 
 use std::fmt;
@@ -152,6 +153,9 @@ pub struct PacketCodec {
     security: Security,
     max_datagram: usize,
     rng: StdRng,
+    /// Reused plaintext buffer: bincode writes small fields one by one, which is cheaper into
+    /// a `Vec` than through `BytesMut`'s writer. Never larger than `max_datagram` after use.
+    scratch: Vec<u8>,
 }
 
 impl fmt::Debug for PacketCodec {
@@ -177,6 +181,7 @@ impl PacketCodec {
             security,
             max_datagram,
             rng: StdRng::from_os_rng(),
+            scratch: Vec::with_capacity(DEFAULT_MAX_DATAGRAM),
         })
     }
 
@@ -227,22 +232,38 @@ impl PacketCodec {
         dst: &mut BytesMut,
         start: usize,
     ) -> Result<usize, EncodeError> {
+        // Refuse an envelope that cannot fit before copying it: the bound is cheap, and the
+        // exact size is computed only when the bound says it might not fit.
+        if envelope.encoded_len_bound() + self.security.overhead() > self.max_datagram {
+            let size = self.datagram_len(envelope)?;
+            if size > self.max_datagram {
+                return Err(EncodeError::TooLarge {
+                    size,
+                    max: self.max_datagram,
+                });
+            }
+        }
         let cipher = self.security.cipher();
         let (nonce_len, tag_len) = match cipher {
             Cipher::Aes256Gcm => (NONCE_LEN, TAG_LEN),
             Cipher::Plaintext => (0, 0),
         };
-        dst.reserve(self.max_datagram.min(1 << 12));
-        dst.put_bytes(0, LABEL_LEN + nonce_len);
-        wire::encode_envelope(envelope, &mut (&mut *dst).writer())?;
-        dst.put_bytes(0, tag_len);
-        let size = dst.len() - start;
-        if size > self.max_datagram {
+        self.scratch.clear();
+        wire::encode_envelope(envelope, &mut self.scratch)?;
+        let total = LABEL_LEN + nonce_len + self.scratch.len() + tag_len;
+        if total > self.max_datagram {
+            self.scratch.clear();
+            self.scratch.shrink_to(self.max_datagram);
             return Err(EncodeError::TooLarge {
-                size,
+                size: total,
                 max: self.max_datagram,
             });
         }
+        dst.reserve(total);
+        dst.put_bytes(0, LABEL_LEN + nonce_len);
+        dst.extend_from_slice(&self.scratch);
+        dst.put_bytes(0, tag_len);
+        let size = dst.len() - start;
         let (key_id, body_len) = match &self.security {
             Security::Encrypted(keyring) => (keyring.primary_id(), size - LABEL_LEN),
             Security::Plaintext => (0, size - LABEL_LEN),

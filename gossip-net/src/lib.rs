@@ -1,5 +1,23 @@
-//! The network edge of the gossip framework: the labelled, encrypted packet codec and the UDP
-//! transport.
+//! The network edge of the gossip framework: the labelled, encrypted packet codec.
+//!
+//! A datagram is an 8-byte [`Label`] followed by a body. Under AES-256-GCM the body is
+//! `nonce (12) ‖ ciphertext ‖ tag (16)`, the label is the associated data, and the plaintext
+//! is the bincode encoding of an [`Envelope`](gossip_core::Envelope) (sender id and message):
+//!
+//! ```text
+//! | version | type | cipher | key id | body length (u32 BE) | nonce | AES-GCM(envelope) | tag |
+//!   label: 8 bytes, authenticated, trusted only after the tag verifies
+//! ```
+//!
+//! [`PacketCodec`] is a tokio-util `Encoder`/`Decoder` for `UdpFramed`. The receiver decides
+//! the cipher from its own [`Security`]; every datagram it rejects yields a [`DropReason`]
+//! instead of an error, so a hostile datagram is counted and never stalls the stream. No
+//! datagram leaves larger than the configured maximum (default 1400 bytes, memberlist's safe
+//! Ethernet payload): an envelope that does not fit is refused with both sizes named.
+//!
+//! The encoding is bincode 2 behind one function pair in [`wire`], so it can be replaced in one
+//! file. `docs/wire.md` in the repository specifies every byte, with test vectors that a test
+//! checks against this code.
 #![deny(missing_docs)]
 
 pub mod codec;

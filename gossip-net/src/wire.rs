@@ -22,7 +22,8 @@ fn config() -> WireConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
-    /// The envelope could not be written (for example it exceeds [`DECODE_LIMIT`]).
+    /// The envelope could not be written (the writer failed). bincode does not enforce
+    /// [`DECODE_LIMIT`] when encoding; size limits are the codec's `max_datagram`.
     #[error("cannot encode envelope: {0}")]
     Encode(String),
     /// The bytes are not an envelope: bad variant, truncated field, a length past the limit.
@@ -39,8 +40,8 @@ pub enum WireError {
 /// Writes the encoding of `envelope` to `out` and returns how many bytes were written.
 ///
 /// # Errors
-/// [`WireError::Encode`] if bincode refuses the value or `out` fails; `out` may then hold a
-/// partial encoding, which the caller truncates.
+/// [`WireError::Encode`] if `out` fails; `out` may then hold a partial encoding, which the
+/// caller truncates.
 pub fn encode_envelope<W: std::io::Write>(
     envelope: &Envelope,
     out: &mut W,
@@ -50,6 +51,10 @@ pub fn encode_envelope<W: std::io::Write>(
 }
 
 /// Decodes exactly one envelope that must fill `bytes` entirely.
+///
+/// Integers in a longer form than needed are accepted (bincode's decoder does not insist on
+/// the shortest varint), so one envelope may have several encodings; senders write the
+/// shortest. Nothing compares or signs encoded envelopes, so this is harmless today.
 ///
 /// # Errors
 /// [`WireError::Decode`] for anything that is not an envelope, [`WireError::TrailingBytes`] if
