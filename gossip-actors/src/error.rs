@@ -27,6 +27,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The simulated network refused the address (in use, or no free port).
+    #[error(transparent)]
+    SimBind(#[from] gossip_net::sim::SimError),
     /// No keyring was given and plaintext was not asked for explicitly.
     #[error("no keyring configured: call .keyring(..) or, for closed test networks, .plaintext()")]
     NoKeyring,

@@ -35,7 +35,7 @@ pub use discovery::StaticDiscovery;
 pub use dissemination::{DisseminationActor, NodeEvent};
 pub use error::{NodeError, SendError, StartError};
 pub use node::{Node, NodeBuilder, NodeConfig, NodeHandle, NodeStats};
-pub use transport::{FaultInjection, PacketTypeCounts, TransportActor, TransportStats};
+pub use transport::{FaultInjection, PacketTypeCounts, Socket, TransportActor, TransportStats};
 
 pub use gossip_core as core;
 pub use gossip_crypto as crypto;

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use gossip_core::dissemination::{Dissemination, DisseminationConfig};
 use gossip_core::{MessageId, NodeId};
 use gossip_crypto::Keyring;
+use gossip_net::sim::SimNetwork;
 use gossip_net::{DEFAULT_MAX_DATAGRAM, PacketCodec, Security};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,7 +24,7 @@ use crate::messages::{
     DiscoveryRecipients, GetTransportStats, KnownPeers, PeerStatus, PeerSummary, RegisterObserver,
     RegisterRoute, Shutdown,
 };
-use crate::transport::{FaultInjection, TransportActor, TransportStats};
+use crate::transport::{FaultInjection, Socket, TransportActor, TransportStats};
 
 /// Everything tunable about a node. Each protocol's fields are documented (unit, bound,
 /// source) on its own config struct.
@@ -67,6 +68,7 @@ impl Node {
             discovery: None,
             config: NodeConfig::default(),
             rng_seed: None,
+            network: None,
         }
     }
 }
@@ -98,9 +100,18 @@ pub struct NodeBuilder {
     discovery: Option<StaticDiscovery>,
     config: NodeConfig,
     rng_seed: Option<u64>,
+    network: Option<SimNetwork>,
 }
 
 impl NodeBuilder {
+    /// Run on the in-process simulated `network` instead of UDP: [`bind`](Self::bind) then
+    /// names an address of that network (port 0 picks a free one). Used by the simulator and
+    /// by tests on tokio's paused clock.
+    pub fn network(mut self, network: &SimNetwork) -> Self {
+        self.network = Some(network.clone());
+        self
+    }
+
     /// The UDP address to bind (port 0 picks a free port; see [`NodeHandle::local_addr`]).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.bind = addr;
@@ -164,7 +175,8 @@ impl NodeBuilder {
     /// [`StartError::NoKeyring`] without `.keyring(..)` or `.plaintext()`;
     /// [`StartError::Codec`] for a `max_datagram` outside 128..=65,507;
     /// [`StartError::Config`] for a protocol value out of bounds;
-    /// [`StartError::Bind`] when the socket cannot be bound. Nothing is left running.
+    /// [`StartError::Bind`] when the socket cannot be bound; [`StartError::SimBind`] when the
+    /// simulated address is taken. Nothing is left running.
     pub async fn start(self) -> Result<NodeHandle, StartError> {
         let security = self.security.ok_or(StartError::NoKeyring)?;
         let encoder = PacketCodec::new(security.clone(), self.config.max_datagram)?;
@@ -186,12 +198,16 @@ impl NodeBuilder {
             now,
         )?;
 
-        let socket = UdpSocket::bind(self.bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: self.bind,
-                source,
-            })?;
+        let socket: Socket = match &self.network {
+            Some(network) => network.bind(self.bind)?.into(),
+            None => UdpSocket::bind(self.bind)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: self.bind,
+                    source,
+                })?
+                .into(),
+        };
         let transport = TransportActor::new(
             node_id,
             socket,

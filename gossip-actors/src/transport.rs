@@ -19,11 +19,14 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::BytesMut;
+use futures::StreamExt;
 use gossip_core::{Envelope, NodeId, PacketType};
+use gossip_net::sim::{SimSender, SimSocket};
 use gossip_net::{Decoded, DropCounts, EncodeError, PacketCodec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::UdpSocket;
+use tokio_util::codec::Decoder;
 use tokio_util::udp::UdpFramed;
 
 use crate::error::SendError;
@@ -106,11 +109,66 @@ impl PacketTypeCounts {
     }
 }
 
+/// What a transport sends and receives through: a real UDP socket, or an address of the
+/// in-process simulated network. Both go through the same packet codec.
+#[derive(Debug)]
+pub enum Socket {
+    /// A bound UDP socket.
+    Udp(UdpSocket),
+    /// A bound address of a [`gossip_net::sim::SimNetwork`].
+    Sim(SimSocket),
+}
+
+impl Socket {
+    /// The bound address.
+    ///
+    /// # Errors
+    /// The OS error of `getsockname` for a UDP socket.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Socket::Udp(socket) => socket.local_addr(),
+            Socket::Sim(socket) => Ok(socket.local_addr()),
+        }
+    }
+}
+
+enum Sender {
+    Udp(Arc<UdpSocket>),
+    Sim(SimSender),
+}
+
+impl Sender {
+    fn try_send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+        match self {
+            Sender::Udp(socket) => socket.try_send_to(datagram, to),
+            Sender::Sim(socket) => socket.try_send_to(datagram, to),
+        }
+    }
+}
+
+enum Receiver {
+    Udp(Arc<UdpSocket>),
+    Sim(SimSocket),
+}
+
+impl From<UdpSocket> for Socket {
+    fn from(socket: UdpSocket) -> Self {
+        Socket::Udp(socket)
+    }
+}
+
+impl From<SimSocket> for Socket {
+    fn from(socket: SimSocket) -> Self {
+        Socket::Sim(socket)
+    }
+}
+
 /// The transport actor of one node. See the module docs.
 pub struct TransportActor {
     local_id: NodeId,
     local_addr: SocketAddr,
-    socket: Arc<UdpSocket>,
+    sender: Sender,
+    receiver: Option<Receiver>,
     encoder: PacketCodec,
     decoder: Option<PacketCodec>,
     routes: BTreeMap<PacketType, Recipient<InboundMessage>>,
@@ -124,19 +182,31 @@ pub struct TransportActor {
 impl TransportActor {
     /// A transport for `socket` (already bound) that seals with `encoder` and opens with
     /// `decoder` (two codecs of the same security configuration).
+    ///
+    /// # Errors
+    /// The OS error if the UDP socket's address cannot be read.
     pub fn new(
         local_id: NodeId,
-        socket: UdpSocket,
+        socket: impl Into<Socket>,
         encoder: PacketCodec,
         decoder: PacketCodec,
         fault: FaultInjection,
         rng_seed: u64,
     ) -> io::Result<Self> {
+        let socket = socket.into();
         let local_addr = socket.local_addr()?;
+        let (sender, receiver) = match socket {
+            Socket::Udp(udp) => {
+                let udp = Arc::new(udp);
+                (Sender::Udp(Arc::clone(&udp)), Receiver::Udp(udp))
+            }
+            Socket::Sim(sim) => (Sender::Sim(sim.sender()), Receiver::Sim(sim)),
+        };
         Ok(TransportActor {
             local_id,
             local_addr,
-            socket: Arc::new(socket),
+            sender,
+            receiver: Some(receiver),
             encoder,
             decoder: Some(decoder),
             routes: BTreeMap::new(),
@@ -173,7 +243,7 @@ impl TransportActor {
             self.stats.injected_loss += 1;
             return Ok(());
         }
-        match self.socket.try_send_to(&self.buf, msg.to) {
+        match self.sender.try_send_to(&self.buf, msg.to) {
             Ok(_) => {
                 self.stats.datagrams_sent += 1;
                 self.stats.bytes_sent += len as u64;
@@ -238,8 +308,31 @@ impl Actor for TransportActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
-        if let Some(decoder) = self.decoder.take() {
-            ctx.add_stream(UdpFramed::new(Arc::clone(&self.socket), decoder));
+        let (Some(mut decoder), Some(receiver)) = (self.decoder.take(), self.receiver.take())
+        else {
+            return;
+        };
+        match receiver {
+            Receiver::Udp(socket) => {
+                ctx.add_stream(UdpFramed::new(socket, decoder));
+            }
+            Receiver::Sim(mut socket) => {
+                // The same codec, fed one simulated datagram at a time.
+                let stream = futures::stream::poll_fn(move |cx| socket.poll_recv(cx)).map(
+                    move |(mut datagram, from)| match decoder.decode(&mut datagram) {
+                        Ok(Some(decoded)) => Ok((decoded, from)),
+                        Ok(None) => Ok((
+                            Decoded {
+                                len: 0,
+                                result: Err(gossip_net::DropReason::Truncated),
+                            },
+                            from,
+                        )),
+                        Err(err) => Err(err),
+                    },
+                );
+                ctx.add_stream(stream);
+            }
         }
     }
 }

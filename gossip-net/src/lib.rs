@@ -23,6 +23,7 @@
 pub mod codec;
 pub mod drops;
 pub mod label;
+pub mod sim;
 pub mod wire;
 
 pub use codec::{
