@@ -23,7 +23,7 @@ use bytes::Bytes;
 use gossip_core::dissemination::{
     BroadcastError, Delivery, Destination, Dissemination, DisseminationStats, Event,
 };
-use gossip_core::{Message, MessageId};
+use gossip_core::{Message, MessageId, NodeId};
 use rand::rngs::StdRng;
 use tokio::sync::broadcast;
 
@@ -36,6 +36,35 @@ pub enum NodeEvent {
     /// A broadcast reached this node for the first time (its own broadcasts included, at hop
     /// 0). Each message id is delivered once per node.
     Delivered(Delivery),
+    /// A node joined this node's view of the cluster state (gossipmonger's `new peer`).
+    NewPeer {
+        /// The node.
+        node: NodeId,
+        /// The address it advertises.
+        addr: SocketAddr,
+    },
+    /// The failure detector convicted a node (gossipmonger's `peer dead`).
+    PeerDead {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node declared dead was heard from again (gossipmonger's `peer live`).
+    PeerLive {
+        /// The node.
+        node: NodeId,
+    },
+    /// A key of a node's state changed (gossipmonger's `update`); `value` is `None` for a
+    /// delete.
+    Update {
+        /// The owner of the key.
+        node: NodeId,
+        /// The key.
+        key: String,
+        /// The new value, or `None` when deleted.
+        value: Option<Bytes>,
+        /// The owner's version of this change.
+        version: u64,
+    },
 }
 
 /// Starts a broadcast from this node. Replies with the new message's id.
