@@ -52,6 +52,12 @@ pub enum ConfigError {
         /// The value of `other`, the smallest allowed value of `field`.
         min: Duration,
     },
+    /// A floating-point field is NaN, infinite, zero or negative.
+    #[error("{field} must be a finite number greater than zero")]
+    NotPositiveFinite {
+        /// The configuration field, for example `"phi_threshold"`.
+        field: &'static str,
+    },
 }
 
 /// Checks `value >= min`.
@@ -74,6 +80,14 @@ pub(crate) fn at_most(field: &'static str, value: usize, max: usize) -> Result<(
 pub(crate) fn positive(field: &'static str, value: Duration) -> Result<(), ConfigError> {
     if value.is_zero() {
         return Err(ConfigError::ZeroDuration { field });
+    }
+    Ok(())
+}
+
+/// Checks that `value` is finite and greater than zero (so not NaN).
+pub(crate) fn positive_finite(field: &'static str, value: f64) -> Result<(), ConfigError> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(ConfigError::NotPositiveFinite { field });
     }
     Ok(())
 }
@@ -119,6 +133,15 @@ mod tests {
             e.to_string(),
             "seen_ttl (1s) must be at least cache_ttl (30s)"
         );
+        let e = positive_finite("phi_threshold", f64::NAN).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "phi_threshold must be a finite number greater than zero"
+        );
+        for bad in [0.0, -1.0, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(positive_finite("x", bad).is_err());
+        }
+        assert!(positive_finite("x", f64::MIN_POSITIVE).is_ok());
         assert!(at_least("x", 1, 1).is_ok());
         assert!(at_most("x", 1, 1).is_ok());
     }

@@ -32,6 +32,12 @@
 //!   `PullSync` (gossipmonger's 1 s gossip interval) so that a node that missed both the push
 //!   and the recovery round still catches up, and a seen-id memory that outlives the payload
 //!   cache (iroh-gossip's `message_id_retention`) so nothing is delivered twice.
+//! - [`failure`]: phi accrual failure detection (Hayashibara et al. 2004) over a window of
+//!   heartbeat inter-arrival times with gossipmonger's defaults (threshold 8, window 100,
+//!   first interval 750 ms) and the exponential model of gossipmonger and Cassandra: a peer
+//!   heard every second is declared dead about 18.4 s after it falls silent. A floor under
+//!   the mean keeps bursts of traffic from making it trigger-happy, and a pause guard keeps a
+//!   stall of the local process from convicting everyone.
 //! - [`peers`]: the bounded peer table (go-gossip's `Discovery` table) with uniform random
 //!   selection; go-gossip always picked the first `n` peers.
 //!
@@ -49,6 +55,7 @@
 
 pub mod config;
 pub mod dissemination;
+pub mod failure;
 pub mod id;
 pub mod message;
 pub mod peers;
