@@ -1,10 +1,10 @@
 //! Discovery actors. Every other actor reaches discovery only through
 //! [`DiscoveryRecipients`](crate::messages::DiscoveryRecipients): [`SelectPeers`],
-//! [`PeerStatus`], [`KnownPeers`] and [`Shutdown`].
+//! [`PeerStatus`], [`KnownPeers`], [`Liveness`] and [`Shutdown`].
 //!
 //! # Writing your own discovery actor
 //!
-//! Any actix actor with a `Context<Self>` that handles those four messages plugs in through
+//! Any actix actor with a `Context<Self>` that handles those five messages plugs in through
 //! [`NodeBuilder::discovery`](crate::NodeBuilder::discovery). Its contract:
 //!
 //! - `SelectPeers { count, exclude }` MUST answer at most `count` distinct addresses, none in
@@ -14,6 +14,8 @@
 //! - `PeerStatus` is advisory: `Seen` arrives for every authenticated packet, so handle it in
 //!   constant time and keep the table bounded.
 //! - `KnownPeers` lists what it knows, in a stable order.
+//! - `Liveness::Dead` from the failure detector MUST keep that node out of selections until
+//!   `Liveness::Live` (or drop it; CYCLON removes it from the view at once).
 //! - `Shutdown` stops the actor.
 
 use std::net::SocketAddr;
@@ -23,6 +25,11 @@ use gossip_core::peers::PeerTable;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use std::collections::BTreeSet;
+
+use gossip_core::NodeId;
+
+use crate::failure::Liveness;
 use crate::messages::{KnownPeers, PeerStatus, PeerSummary, SelectPeers, Shutdown};
 
 /// Default bound on a static table, in peers.
@@ -35,6 +42,9 @@ pub struct StaticDiscovery {
     seeds: Vec<SocketAddr>,
     learn_from_traffic: bool,
     table: PeerTable,
+    /// Nodes the failure detector declared dead (bounded by the table: entries of nodes no
+    /// longer in the table are dropped when they are forgotten).
+    dead: BTreeSet<NodeId>,
     rng: StdRng,
 }
 
@@ -57,6 +67,7 @@ impl StaticDiscovery {
             seeds: seeds.into_iter().collect(),
             learn_from_traffic: true,
             table: PeerTable::new(DEFAULT_STATIC_CAPACITY),
+            dead: BTreeSet::new(),
             rng: StdRng::seed_from_u64(0),
         }
     }
@@ -105,7 +116,16 @@ impl Handler<SelectPeers> for StaticDiscovery {
     type Result = MessageResult<SelectPeers>;
 
     fn handle(&mut self, msg: SelectPeers, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.table.select(&mut self.rng, msg.count, &msg.exclude))
+        let mut exclude = msg.exclude;
+        if !self.dead.is_empty() {
+            exclude.extend(
+                self.table
+                    .iter()
+                    .filter(|(_, info)| info.node_id.is_some_and(|id| self.dead.contains(&id)))
+                    .map(|(addr, _)| *addr),
+            );
+        }
+        MessageResult(self.table.select(&mut self.rng, msg.count, &exclude))
     }
 }
 
@@ -124,6 +144,23 @@ impl Handler<PeerStatus> for StaticDiscovery {
             PeerStatus::Add { addr } => self.add(addr, None),
             PeerStatus::Remove { addr } => {
                 self.table.remove(&addr);
+            }
+        }
+    }
+}
+
+impl Handler<Liveness> for StaticDiscovery {
+    type Result = ();
+
+    fn handle(&mut self, msg: Liveness, _: &mut Context<Self>) {
+        match msg {
+            Liveness::Dead { node } => {
+                if self.table.iter().any(|(_, info)| info.node_id == Some(node)) {
+                    self.dead.insert(node);
+                }
+            }
+            Liveness::Live { node } | Liveness::Forgotten { node } => {
+                self.dead.remove(&node);
             }
         }
     }

@@ -27,6 +27,7 @@
 pub mod discovery;
 pub mod dissemination;
 pub mod error;
+pub mod failure;
 pub mod messages;
 pub mod node;
 pub mod transport;
@@ -34,6 +35,7 @@ pub mod transport;
 pub use discovery::StaticDiscovery;
 pub use dissemination::{DisseminationActor, NodeEvent};
 pub use error::{NodeError, SendError, StartError};
+pub use failure::{FailureDetectorActor, Liveness};
 pub use node::{Node, NodeBuilder, NodeConfig, NodeHandle, NodeStats};
 pub use transport::{FaultInjection, PacketTypeCounts, Socket, TransportActor, TransportStats};
 

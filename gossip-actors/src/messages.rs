@@ -132,24 +132,28 @@ pub struct DiscoveryRecipients {
     pub peer_status: Recipient<PeerStatus>,
     /// Listing.
     pub known_peers: Recipient<KnownPeers>,
+    /// Failure detector verdicts: a dead peer MUST NOT be selected until it is live again.
+    pub liveness: Recipient<crate::failure::Liveness>,
     /// Stopping.
     pub shutdown: Recipient<Shutdown>,
 }
 
 impl DiscoveryRecipients {
-    /// The recipients of any actor that handles the four discovery messages.
+    /// The recipients of any actor that handles the five discovery messages.
     pub fn of<A>(addr: &actix::Addr<A>) -> Self
     where
         A: actix::Actor<Context = actix::Context<A>>
             + actix::Handler<SelectPeers>
             + actix::Handler<PeerStatus>
             + actix::Handler<KnownPeers>
+            + actix::Handler<crate::failure::Liveness>
             + actix::Handler<Shutdown>,
     {
         DiscoveryRecipients {
             select_peers: addr.clone().recipient(),
             peer_status: addr.clone().recipient(),
             known_peers: addr.clone().recipient(),
+            liveness: addr.clone().recipient(),
             shutdown: addr.clone().recipient(),
         }
     }

@@ -80,6 +80,11 @@ impl Handler<PeerStatus> for FixedDiscovery {
     fn handle(&mut self, _: PeerStatus, _: &mut Context<Self>) {}
 }
 
+impl Handler<gossip_actors::Liveness> for FixedDiscovery {
+    type Result = ();
+    fn handle(&mut self, _: gossip_actors::Liveness, _: &mut Context<Self>) {}
+}
+
 impl Handler<KnownPeers> for FixedDiscovery {
     type Result = MessageResult<KnownPeers>;
     fn handle(&mut self, _: KnownPeers, _: &mut Context<Self>) -> Self::Result {
