@@ -32,6 +32,9 @@
 //!   `PullSync` (gossipmonger's 1 s gossip interval) so that a node that missed both the push
 //!   and the recovery round still catches up, and a seen-id memory that outlives the payload
 //!   cache (iroh-gossip's `message_id_retention`) so nothing is delivered twice.
+//! - [`feed`]: Secure Scuttlebutt's signed feeds: per-author append-only hash chains of
+//!   ed25519-signed messages with a byte-exact canonical encoding, and their validation, with
+//!   one counted reason per rejection and fork detection that keeps both messages as proof.
 //! - [`peers`]: the bounded peer table (go-gossip's `Discovery` table) with uniform random
 //!   selection; go-gossip always picked the first `n` peers.
 //!
@@ -49,6 +52,7 @@
 
 pub mod config;
 pub mod dissemination;
+pub mod feed;
 pub mod id;
 pub mod message;
 pub mod peers;
