@@ -38,6 +38,9 @@
 //!   heard every second is declared dead about 18.4 s after it falls silent. A floor under
 //!   the mean keeps bursts of traffic from making it trigger-happy, and a pause guard keeps a
 //!   stall of the local process from convicting everyone.
+//! - [`feed`]: Secure Scuttlebutt's signed feeds: per-author append-only hash chains of
+//!   ed25519-signed messages with a byte-exact canonical encoding, and their validation, with
+//!   one counted reason per rejection and fork detection that keeps both messages as proof.
 //! - [`peers`]: the bounded peer table (go-gossip's `Discovery` table) with uniform random
 //!   selection; go-gossip always picked the first `n` peers.
 //!
@@ -56,6 +59,7 @@
 pub mod config;
 pub mod dissemination;
 pub mod failure;
+pub mod feed;
 pub mod id;
 pub mod message;
 pub mod peers;

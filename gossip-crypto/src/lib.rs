@@ -1,6 +1,11 @@
 #![deny(missing_docs)]
-//! Packet sealing for the gossip framework: AES-256-GCM under a rotating [`Keyring`], and
-//! Argon2id derivation of a cluster key from a passphrase.
+//! Cryptography of the gossip framework: packet sealing with AES-256-GCM under a rotating
+//! [`Keyring`], Argon2id derivation of a cluster key from a passphrase, ed25519 identities and
+//! signatures ([`Identity`], [`verify`]), and SHA-256 ([`sha256`]).
+//!
+//! Sealing (below) authenticates a datagram to *the cluster*: anyone holding the key. A
+//! signature authenticates a feed message to *its author*, whoever forwards it: see
+//! [`Identity`] and the [`identity`] module (strict ed25519 verification, RFC 8032).
 //!
 //! # Model
 //!
@@ -65,6 +70,11 @@
 
 use std::fmt;
 
+pub mod identity;
+
+pub use identity::{HASH_LEN, Identity, PUBLIC_KEY_LEN, SEED_LEN, SIGNATURE_LEN, sha256, verify};
+pub use zeroize::Zeroizing;
+
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -91,8 +101,9 @@ pub const PASSPHRASE_SALT_PREFIX: &[u8] = b"gossip/v1/cluster:";
 /// Domain-separation prefix hashed before the key bytes to compute a [key id](Key::id).
 pub const KEY_ID_CONTEXT: &[u8] = b"gossip/v1/key-id";
 
-/// Opaque failure of a seal or open. It deliberately says nothing about the cause (short body,
-/// unknown key id, tag mismatch), so an attacker learns nothing from it.
+/// Opaque failure of a seal, an open or a signature check. It deliberately says nothing about
+/// the cause (short body, unknown key id, tag mismatch, bad signature, invalid public key), so
+/// an attacker learns nothing from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
 #[error("cryptographic operation failed")]
 pub struct CryptoError;

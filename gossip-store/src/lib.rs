@@ -1,54 +1,94 @@
 #![deny(missing_docs)]
-//! Storage for the gossip framework: the [`Store`] trait and [`MemoryStore`], its in-memory
-//! implementation. A persistent backend (redb) will implement the same trait.
+//! Storage for the gossip framework: three small synchronous traits and two backends that
+//! implement all of them, [`MemoryStore`] (in memory) and [`RedbStore`] (an embedded,
+//! crash-safe database file, via the `redb` crate).
 //!
 //! # Model
 //!
-//! A store is a set of named tables; each table is an ordered map from byte-string keys to
-//! byte-string values, ordered lexicographically by key bytes (so big-endian integers sort
-//! numerically, which feed logs keyed by sequence number rely on).
-//!
 //! ```text
-//! store
-//! ├── "feed_log"  { key bytes -> value bytes, ascending by key }
-//! └── "kv"        { key bytes -> value bytes, ascending by key }
+//!                 Store (key/value state)   FeedLog (signed feeds)      PeerClocks
+//!                 named tables of ordered    per feed: messages by       per peer: the last
+//!                 byte keys -> byte values   sequence 1..=n, and the     clock it sent, as
+//!                                            head (n, id of message n)   opaque bytes
+//! MemoryStore     BTreeMaps                  BTreeMaps                   BTreeMap
+//! RedbStore       one redb table per name    tables gossip/feed_log,     table gossip/peer_clocks
+//!                 (prefixed "store/")        gossip/feed_heads
 //! ```
 //!
-//! A table exists as soon as something is written to it; reading a table never written to
-//! behaves as reading an empty one. Table names are 1 to [`MAX_TABLE_NAME_LEN`] bytes.
+//! - [`Store`] is the generic ordered key/value store: a set of named tables, each ordered
+//!   lexicographically by key bytes (so big-endian integers sort numerically). It holds
+//!   key/value state (gossipmonger-style per-node state, application data); there is no
+//!   separate key/value trait. A table exists as soon as something is written to it; reading
+//!   a table never written to behaves as reading an empty one. Table names are 1 to
+//!   [`MAX_TABLE_NAME_LEN`] bytes.
+//! - [`FeedLog`] holds Secure Scuttlebutt feeds: for each author, the messages with
+//!   sequences `1..=n` without gaps, each stored as its canonical signed encoding
+//!   ([`FeedMessage::encode_signed`]). An append must extend the chain (sequence = latest + 1,
+//!   previous = latest id) and is durable when it returns, so a message is never acknowledged
+//!   to its publisher or forwarded to a peer before it would survive a crash.
+//! - [`PeerClocks`] keeps, per peer, the last vector clock exchanged with it (Secure
+//!   Scuttlebutt's handshake sends only the feeds that changed since), as bytes whose
+//!   encoding belongs to the protocol.
 //!
-//! The trait is synchronous and small on purpose (STYLE.md item 13, after redb's
-//! `StorageBackend`): the sans-IO protocol core never calls it during a protocol step; the
+//! The traits are synchronous and small on purpose (STYLE.md item 13, after redb's
+//! `StorageBackend`): the sans-IO protocol core never calls them during a protocol step; the
 //! actor that owns the store reads what the core needs, hands it over, and writes back what
-//! the core returns.
+//! the core returns. A store validates the *chain* (sequence and previous hash) but not
+//! signatures: it holds only what `gossip_core::feed::Feeds` accepted, or what the node
+//! signed itself.
+//!
+//! # Durability
+//!
+//! Every write of [`RedbStore`] is one redb transaction committed with
+//! `Durability::Immediate`: when the call returns `Ok` the data is on disk (fsync) and
+//! survives a crash of the process or the machine; an error, or a crash before the return,
+//! leaves the previous state (redb commits are atomic). [`MemoryStore`] keeps nothing past
+//! its drop.
 //!
 //! # Example
 //!
 //! ```
-//! use gossip_store::{MemoryStore, Store};
+//! use bytes::Bytes;
+//! use gossip_core::feed::{FeedId, FeedMessage};
+//! use gossip_crypto::Identity;
+//! use gossip_store::{FeedLog, MemoryStore, Store};
 //!
 //! let mut store = MemoryStore::new();
-//! store.put("kv", b"b", b"2")?;
-//! store.put("kv", b"a", b"1")?;
-//! assert_eq!(store.get("kv", b"a")?, Some(b"1".to_vec()));
-//! let all = store.range("kv", b"", b"\xff", 10)?;
-//! assert_eq!(all, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
-//! # Ok::<(), gossip_store::StoreError>(())
+//! store.put("kv", b"load", b"0.7")?;
+//! assert_eq!(store.get("kv", b"load")?, Some(b"0.7".to_vec()));
+//!
+//! let alice = Identity::generate();
+//! let first = FeedMessage::create(&alice, None, 0, Bytes::from_static(b"hi"), 1024)?;
+//! store.append(&first)?; // durable on return (for RedbStore)
+//! assert_eq!(store.latest(FeedId::of(&alice))?, Some((1, first.id())));
+//! assert_eq!(store.message(FeedId::of(&alice), 1)?, Some(first));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use gossip_core::NodeId;
+use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
+
+mod encoding;
+mod memory;
+mod redb_store;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+#[cfg(test)]
+mod tests;
 
 /// Longest accepted table name, in bytes.
 pub const MAX_TABLE_NAME_LEN: usize = 64;
 
+/// Largest clock [`PeerClocks::put_clock`] accepts, in bytes: 1 MiB, room for the clock of
+/// about 25,000 feeds at 40 bytes each (a 32-byte feed id and an 8-byte sequence).
+pub const MAX_CLOCK_LEN: usize = 1 << 20;
+
 /// One `(key, value)` pair, as returned by [`Store::range`].
 pub type Entry = (Vec<u8>, Vec<u8>);
 
-/// One table of [`MemoryStore`].
-type Table = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// Errors of [`Store`] operations. On any error the operation changed nothing.
+/// Errors of store operations. On any error the operation changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -58,14 +98,48 @@ pub enum StoreError {
         /// The rejected name.
         table: String,
     },
-    /// The backend failed (I/O, corruption, ...); the message comes from the backend. Nothing
-    /// changed. [`MemoryStore`] never returns it.
+    /// [`FeedLog::append`] refused a message whose sequence is not the feed's latest + 1.
+    /// Nothing changed.
+    #[error("append to feed {feed}: expected sequence {expected}, got {got}")]
+    OutOfOrder {
+        /// The feed (the message's author).
+        feed: FeedId,
+        /// The sequence that would be accepted: latest + 1 (1 for an empty feed).
+        expected: u64,
+        /// The message's sequence.
+        got: u64,
+    },
+    /// [`FeedLog::append`] refused a message whose `previous` is not the id of the feed's
+    /// latest message (or is set on sequence 1). Nothing changed.
+    #[error("append to feed {feed}: message {sequence} does not point at the latest message")]
+    WrongPrevious {
+        /// The feed (the message's author).
+        feed: FeedId,
+        /// The message's sequence.
+        sequence: u64,
+    },
+    /// [`PeerClocks::put_clock`] refused a clock larger than [`MAX_CLOCK_LEN`]. Nothing
+    /// changed.
+    #[error("clock of {len} bytes exceeds the maximum of {max} bytes")]
+    ClockTooLarge {
+        /// The clock's length, in bytes.
+        len: usize,
+        /// [`MAX_CLOCK_LEN`].
+        max: usize,
+    },
+    /// Stored bytes do not decode (a damaged or foreign database). Nothing changed; the
+    /// store's content needs repair.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O, a full disk, a database locked by another process, ...); the
+    /// message comes from the backend. Nothing changed: a failed write is rolled back.
+    /// [`MemoryStore`] never returns it.
     #[error("storage backend failed: {0}")]
     Backend(String),
 }
 
-/// Ordered key/value storage in named tables (a table = a namespace such as `"feed_log"` or
-/// `"kv"`).
+/// Ordered key/value storage in named tables (a table = a namespace such as `"kv"`). This is
+/// also the store of key/value state.
 ///
 /// Contract for implementations:
 ///
@@ -76,6 +150,7 @@ pub enum StoreError {
 /// - Every method MUST return [`StoreError::InvalidTable`] for a table name that is empty or
 ///   longer than [`MAX_TABLE_NAME_LEN`] bytes (see [`validate_table`]).
 /// - A table never written to MUST read as empty, not as an error.
+/// - The tables MUST be separate from the data of [`FeedLog`] and [`PeerClocks`].
 pub trait Store: Send + 'static {
     /// The value stored under `key` in `table`, or `None` if there is none.
     ///
@@ -123,6 +198,115 @@ pub trait Store: Send + 'static {
     fn len(&self, table: &str) -> Result<usize, StoreError>;
 }
 
+/// The log of signed feeds: for each feed, its messages with sequences `1..=n` and no gaps.
+///
+/// The methods are named `message`/`messages` rather than `get`/`range` so that a type can
+/// implement both this trait and [`Store`] without every call becoming ambiguous.
+///
+/// Contract for implementations:
+///
+/// - [`append`](FeedLog::append) MUST refuse, changing nothing, a message whose sequence is
+///   not latest + 1 ([`StoreError::OutOfOrder`]) or whose `previous` is not the latest id
+///   ([`StoreError::WrongPrevious`]). It need not check the signature.
+/// - A persistent backend's `append` MUST be durable before it returns `Ok`: the message and
+///   the new head survive a crash at any later point, and a crash during the call leaves
+///   either both or neither. The caller acknowledges or forwards the message only after that.
+/// - Reads MUST return messages equal (`==`) to those appended, and
+///   [`latest`](FeedLog::latest) MUST return the id ([`FeedMessage::id`]) of the last one.
+/// - An operation that returns an error MUST leave the log unchanged.
+pub trait FeedLog: Send + 'static {
+    /// Appends `msg` to its author's feed as the new head.
+    ///
+    /// # Errors
+    ///
+    /// Nothing was written on error: [`StoreError::OutOfOrder`] if `msg.sequence` is not the
+    /// latest + 1 (1 for an empty feed); [`StoreError::WrongPrevious`] if `msg.previous` is not
+    /// the latest message's id (`None` for sequence 1); [`StoreError::Corrupt`] if the stored
+    /// head does not decode; [`StoreError::Backend`] if the backend fails.
+    fn append(&mut self, msg: &FeedMessage) -> Result<(), StoreError>;
+
+    /// The message of `feed` at `sequence`, or `None` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if the stored bytes do not decode to a message of that feed
+    /// and sequence; [`StoreError::Backend`] if the backend fails.
+    fn message(&self, feed: FeedId, sequence: u64) -> Result<Option<FeedMessage>, StoreError>;
+
+    /// Messages of `feed` with sequence ≥ `from_sequence`, ascending, at most `limit` of them
+    /// (consecutive, as feeds have no gaps). Empty if there are none or `limit == 0`.
+    ///
+    /// # Errors
+    ///
+    /// As [`message`](FeedLog::message).
+    fn messages(
+        &self,
+        feed: FeedId,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedMessage>, StoreError>;
+
+    /// Sequence and id of `feed`'s latest message; `None` if the log holds none of it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if the stored head does not decode; [`StoreError::Backend`] if
+    /// the backend fails.
+    fn latest(&self, feed: FeedId) -> Result<Option<(u64, MessageHash)>, StoreError>;
+
+    /// Every feed with at least one message, with its latest sequence, ascending by feed id.
+    ///
+    /// # Errors
+    ///
+    /// As [`latest`](FeedLog::latest).
+    fn feeds(&self) -> Result<Vec<(FeedId, u64)>, StoreError>;
+
+    /// Deletes every message of `feed` and its head (to stop storing an unfollowed or forked
+    /// feed); returns how many messages were removed. Durable on return like `append`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] if the backend fails; nothing was removed.
+    fn remove_feed(&mut self, feed: FeedId) -> Result<u64, StoreError>;
+}
+
+/// The last vector clock exchanged with each peer, as opaque bytes (their encoding belongs to
+/// the replication protocol).
+///
+/// Contract: [`put_clock`](PeerClocks::put_clock) MUST refuse a clock longer than
+/// [`MAX_CLOCK_LEN`] ([`StoreError::ClockTooLarge`]) and, for persistent backends, be durable
+/// when it returns; an error MUST leave the clocks unchanged.
+pub trait PeerClocks: Send + 'static {
+    /// Stores `clock` as `peer`'s, replacing any previous one.
+    ///
+    /// # Errors
+    ///
+    /// Nothing was written on error: [`StoreError::ClockTooLarge`] if `clock.len()` exceeds
+    /// [`MAX_CLOCK_LEN`]; [`StoreError::Backend`] if the backend fails.
+    fn put_clock(&mut self, peer: NodeId, clock: &[u8]) -> Result<(), StoreError>;
+
+    /// `peer`'s stored clock, or `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] if the backend fails.
+    fn clock(&self, peer: NodeId) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Forgets `peer`'s clock; returns whether there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] if the backend fails; nothing was removed.
+    fn remove_clock(&mut self, peer: NodeId) -> Result<bool, StoreError>;
+
+    /// The peers with a stored clock, ascending.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] if the backend fails.
+    fn clock_peers(&self) -> Result<Vec<NodeId>, StoreError>;
+}
+
 /// Checks a table name against the [`Store`] contract: 1 to [`MAX_TABLE_NAME_LEN`] bytes.
 ///
 /// # Errors
@@ -137,252 +321,34 @@ pub fn validate_table(table: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A [`Store`] held in memory: one `BTreeMap` per table. Lost when dropped; for tests and for
-/// nodes that need no persistence. Never returns [`StoreError::Backend`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MemoryStore {
-    tables: BTreeMap<String, Table>,
+/// Checks that `msg` extends a feed whose head is `head` (the [`FeedLog::append`] contract).
+fn check_append(head: Option<(u64, MessageHash)>, msg: &FeedMessage) -> Result<(), StoreError> {
+    // A feed at u64::MAX can grow no further: the impossible next is reported as MAX.
+    let expected = head.map_or(1, |(latest, _)| latest.saturating_add(1));
+    let full = head.is_some_and(|(latest, _)| latest == u64::MAX);
+    if full || msg.sequence != expected {
+        return Err(StoreError::OutOfOrder {
+            feed: msg.author,
+            expected,
+            got: msg.sequence,
+        });
+    }
+    if msg.previous != head.map(|(_, id)| id) {
+        return Err(StoreError::WrongPrevious {
+            feed: msg.author,
+            sequence: msg.sequence,
+        });
+    }
+    Ok(())
 }
 
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> MemoryStore {
-        MemoryStore::default()
+/// Checks a clock's size against [`MAX_CLOCK_LEN`].
+fn check_clock(clock: &[u8]) -> Result<(), StoreError> {
+    if clock.len() > MAX_CLOCK_LEN {
+        return Err(StoreError::ClockTooLarge {
+            len: clock.len(),
+            max: MAX_CLOCK_LEN,
+        });
     }
-
-    fn table(&self, table: &str) -> Result<Option<&Table>, StoreError> {
-        validate_table(table)?;
-        Ok(self.tables.get(table))
-    }
-}
-
-impl Store for MemoryStore {
-    fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.table(table)?.and_then(|t| t.get(key)).cloned())
-    }
-
-    fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        validate_table(table)?;
-        self.tables
-            .entry(table.to_owned())
-            .or_default()
-            .insert(key.to_vec(), value.to_vec());
-        Ok(())
-    }
-
-    fn delete(&mut self, table: &str, key: &[u8]) -> Result<bool, StoreError> {
-        validate_table(table)?;
-        let Some(entries) = self.tables.get_mut(table) else {
-            return Ok(false);
-        };
-        let existed = entries.remove(key).is_some();
-        if entries.is_empty() {
-            self.tables.remove(table);
-        }
-        Ok(existed)
-    }
-
-    fn range(
-        &self,
-        table: &str,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        let Some(entries) = self.table(table)? else {
-            return Ok(Vec::new());
-        };
-        // BTreeMap::range panics when start > end; an empty interval is simply empty here.
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        let bounds = (Bound::Included(start), Bound::Excluded(end));
-        Ok(entries
-            .range::<[u8], _>(bounds)
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-
-    fn len(&self, table: &str) -> Result<usize, StoreError> {
-        Ok(self.table(table)?.map_or(0, Table::len))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pairs(items: &[(&[u8], &[u8])]) -> Vec<Entry> {
-        items
-            .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect()
-    }
-
-    fn filled() -> MemoryStore {
-        let mut store = MemoryStore::new();
-        for key in [&b"c"[..], b"a", b"b", b"d", b"b\x00", b""] {
-            store.put("t", key, &[key.len() as u8]).unwrap();
-        }
-        store
-    }
-
-    #[test]
-    fn put_then_get() {
-        let mut store = MemoryStore::new();
-        assert_eq!(store.get("kv", b"k").unwrap(), None);
-        store.put("kv", b"k", b"v").unwrap();
-        assert_eq!(store.get("kv", b"k").unwrap(), Some(b"v".to_vec()));
-        assert_eq!(store.get("kv", b"other").unwrap(), None);
-    }
-
-    #[test]
-    fn put_overwrites() {
-        let mut store = MemoryStore::new();
-        store.put("kv", b"k", b"one").unwrap();
-        store.put("kv", b"k", b"two").unwrap();
-        assert_eq!(store.get("kv", b"k").unwrap(), Some(b"two".to_vec()));
-        assert_eq!(store.len("kv").unwrap(), 1);
-    }
-
-    #[test]
-    fn empty_key_and_value_are_stored() {
-        let mut store = MemoryStore::new();
-        store.put("kv", b"", b"").unwrap();
-        assert_eq!(store.get("kv", b"").unwrap(), Some(Vec::new()));
-        assert_eq!(store.len("kv").unwrap(), 1);
-    }
-
-    #[test]
-    fn tables_are_separate_namespaces() {
-        let mut store = MemoryStore::new();
-        store.put("feed_log", b"k", b"log").unwrap();
-        store.put("kv", b"k", b"kv").unwrap();
-        assert_eq!(store.get("feed_log", b"k").unwrap(), Some(b"log".to_vec()));
-        assert_eq!(store.get("kv", b"k").unwrap(), Some(b"kv".to_vec()));
-        assert!(store.delete("kv", b"k").unwrap());
-        assert_eq!(store.get("feed_log", b"k").unwrap(), Some(b"log".to_vec()));
-        assert_eq!(store.len("feed_log").unwrap(), 1);
-        assert_eq!(store.len("kv").unwrap(), 0);
-    }
-
-    #[test]
-    fn delete_reports_whether_the_key_existed() {
-        let mut store = MemoryStore::new();
-        assert!(!store.delete("kv", b"k").unwrap(), "table never written");
-        store.put("kv", b"k", b"v").unwrap();
-        store.put("kv", b"j", b"w").unwrap();
-        assert!(!store.delete("kv", b"missing").unwrap());
-        assert!(store.delete("kv", b"k").unwrap());
-        assert!(!store.delete("kv", b"k").unwrap(), "already deleted");
-        assert_eq!(store.get("kv", b"k").unwrap(), None);
-        assert_eq!(store.get("kv", b"j").unwrap(), Some(b"w".to_vec()));
-        assert_eq!(store.len("kv").unwrap(), 1);
-    }
-
-    #[test]
-    fn deleting_the_last_entry_leaves_an_empty_table() {
-        let mut store = MemoryStore::new();
-        store.put("kv", b"k", b"v").unwrap();
-        assert!(store.delete("kv", b"k").unwrap());
-        assert_eq!(store, MemoryStore::new());
-        assert_eq!(store.len("kv").unwrap(), 0);
-        assert_eq!(store.range("kv", b"", b"\xff", 10).unwrap(), Vec::new());
-    }
-
-    #[test]
-    fn range_is_half_open_and_ascending() {
-        let store = filled();
-        assert_eq!(
-            store.range("t", b"a", b"c", 10).unwrap(),
-            pairs(&[(b"a", &[1]), (b"b", &[1]), (b"b\x00", &[2])]),
-        );
-        // Start included, end excluded, even when both are present.
-        assert_eq!(
-            store.range("t", b"b", b"d", 10).unwrap(),
-            pairs(&[(b"b", &[1]), (b"b\x00", &[2]), (b"c", &[1])]),
-        );
-        // Bounds need not be present keys.
-        assert_eq!(
-            store.range("t", b"a\x00", b"b\x01", 10).unwrap(),
-            pairs(&[(b"b", &[1]), (b"b\x00", &[2])]),
-        );
-        // The empty key is the smallest.
-        assert_eq!(
-            store.range("t", b"", b"a", 10).unwrap(),
-            pairs(&[(b"", &[0])])
-        );
-        let all = store.range("t", b"", b"\xff", 100).unwrap();
-        let keys: Vec<&[u8]> = all.iter().map(|(k, _)| k.as_slice()).collect();
-        assert_eq!(keys, [&b""[..], b"a", b"b", b"b\x00", b"c", b"d"]);
-    }
-
-    #[test]
-    fn range_respects_limit() {
-        let store = filled();
-        assert_eq!(
-            store.range("t", b"a", b"z", 2).unwrap(),
-            pairs(&[(b"a", &[1]), (b"b", &[1])]),
-        );
-        assert_eq!(store.range("t", b"a", b"z", 0).unwrap(), Vec::new());
-        // Paging with "last key ‖ 0x00" as the next start visits every entry once.
-        let mut seen = Vec::new();
-        let mut start = Vec::new();
-        loop {
-            let page = store.range("t", &start, b"\xff", 2).unwrap();
-            let Some((last, _)) = page.last() else { break };
-            start = [last.as_slice(), &[0]].concat();
-            seen.extend(page);
-        }
-        assert_eq!(seen, store.range("t", b"", b"\xff", 100).unwrap());
-    }
-
-    #[test]
-    fn empty_or_inverted_range_is_empty() {
-        let store = filled();
-        assert_eq!(store.range("t", b"b", b"b", 10).unwrap(), Vec::new());
-        assert_eq!(store.range("t", b"d", b"a", 10).unwrap(), Vec::new());
-        assert_eq!(store.range("none", b"a", b"z", 10).unwrap(), Vec::new());
-    }
-
-    #[test]
-    fn len_counts_entries() {
-        let store = filled();
-        assert_eq!(store.len("t").unwrap(), 6);
-        assert_eq!(store.len("other").unwrap(), 0);
-    }
-
-    #[test]
-    fn invalid_table_names_are_rejected_and_change_nothing() {
-        let long = "x".repeat(MAX_TABLE_NAME_LEN + 1);
-        let longest = "x".repeat(MAX_TABLE_NAME_LEN);
-        let mut store = MemoryStore::new();
-        for table in ["", long.as_str()] {
-            let error = StoreError::InvalidTable {
-                table: table.to_owned(),
-            };
-            assert_eq!(store.put(table, b"k", b"v"), Err(error.clone()));
-            assert_eq!(store.get(table, b"k"), Err(error.clone()));
-            assert_eq!(store.delete(table, b"k"), Err(error.clone()));
-            assert_eq!(store.range(table, b"", b"\xff", 1), Err(error.clone()));
-            assert_eq!(store.len(table), Err(error));
-        }
-        assert_eq!(store, MemoryStore::new());
-        // The limit counts bytes, and a name of exactly the limit is fine.
-        store.put(&longest, b"k", b"v").unwrap();
-        assert_eq!(store.len(&longest).unwrap(), 1);
-        let multibyte = "é".repeat(MAX_TABLE_NAME_LEN / 2 + 1);
-        assert!(matches!(
-            store.put(&multibyte, b"k", b"v"),
-            Err(StoreError::InvalidTable { .. })
-        ));
-    }
-
-    #[test]
-    fn store_is_usable_as_a_trait_object() {
-        let mut store: Box<dyn Store> = Box::new(MemoryStore::new());
-        store.put("kv", b"k", b"v").unwrap();
-        assert_eq!(store.get("kv", b"k").unwrap(), Some(b"v".to_vec()));
-    }
+    Ok(())
 }
