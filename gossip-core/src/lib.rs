@@ -32,6 +32,11 @@
 //!   `PullSync` (gossipmonger's 1 s gossip interval) so that a node that missed both the push
 //!   and the recovery round still catches up, and a seen-id memory that outlives the payload
 //!   cache (iroh-gossip's `message_id_retention`) so nothing is delivered twice.
+//! - [`membership`]: CYCLON (Voulgaris, Gavidia, van Steen, "CYCLON: Inexpensive Membership
+//!   Management for Unstructured P2P Overlays", 2005): a partial view of `c` = 20 entries with
+//!   ages, refreshed every period by a shuffle of `l` = 8 entries with the oldest neighbour;
+//!   unanswered shuffles and the failure detector remove dead nodes, and the view is the
+//!   uniform peer sample (`select`) and the discovery feed (`NeighborUp` / `NeighborDown`).
 //! - [`peers`]: the bounded peer table (go-gossip's `Discovery` table) with uniform random
 //!   selection; go-gossip always picked the first `n` peers.
 //!
@@ -50,6 +55,7 @@
 pub mod config;
 pub mod dissemination;
 pub mod id;
+pub mod membership;
 pub mod message;
 pub mod peers;
 
