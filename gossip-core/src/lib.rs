@@ -41,6 +41,11 @@
 //! - [`feed`]: Secure Scuttlebutt's signed feeds: per-author append-only hash chains of
 //!   ed25519-signed messages with a byte-exact canonical encoding, and their validation, with
 //!   one counted reason per rejection and fork detection that keeps both messages as proof.
+//! - [`membership`]: CYCLON (Voulgaris, Gavidia, van Steen, "CYCLON: Inexpensive Membership
+//!   Management for Unstructured P2P Overlays", 2005): a partial view of `c` = 20 entries with
+//!   ages, refreshed every period by a shuffle of `l` = 8 entries with the oldest neighbour;
+//!   unanswered shuffles and the failure detector remove dead nodes, and the view is the
+//!   uniform peer sample (`select`) and the discovery feed (`NeighborUp` / `NeighborDown`).
 //! - [`peers`]: the bounded peer table (go-gossip's `Discovery` table) with uniform random
 //!   selection; go-gossip always picked the first `n` peers.
 //!
@@ -61,6 +66,7 @@ pub mod dissemination;
 pub mod failure;
 pub mod feed;
 pub mod id;
+pub mod membership;
 pub mod message;
 pub mod peers;
 
