@@ -5,7 +5,10 @@
 //! # Writing your own discovery actor
 //!
 //! Any actix actor with a `Context<Self>` that handles those five messages plugs in through
-//! [`NodeBuilder::discovery`](crate::NodeBuilder::discovery). Its contract:
+//! [`NodeBuilder::discovery`](crate::NodeBuilder::discovery): implement [`Discovery`] for a
+//! value that starts the actor, given the node's id, address and transport
+//! ([`DiscoveryContext`]), and returns its [`DiscoveryRecipients`] plus the packet types it
+//! speaks (so the transport routes them to it). The messages' contract:
 //!
 //! - `SelectPeers { count, exclude }` MUST answer at most `count` distinct addresses, none in
 //!   `exclude` and never the node's own address, chosen uniformly at random among the peers
@@ -19,11 +22,16 @@
 //! - `Shutdown` stops the actor.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use actix::prelude::*;
+use gossip_core::membership::{Cyclon, CyclonConfig, CyclonEvent, CyclonMessage, CyclonStats};
 use gossip_core::peers::PeerTable;
+use gossip_core::{Message, PacketType};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+
+use crate::messages::{DiscoveryRecipients, InboundMessage, SendMessage};
 
 use std::collections::BTreeSet;
 
@@ -31,6 +39,40 @@ use gossip_core::NodeId;
 
 use crate::failure::Liveness;
 use crate::messages::{KnownPeers, PeerStatus, PeerSummary, SelectPeers, Shutdown};
+
+/// What a discovery actor is given when its node starts.
+#[derive(Clone, Debug)]
+pub struct DiscoveryContext {
+    /// The node's id.
+    pub node_id: gossip_core::NodeId,
+    /// The node's bound address (never to be selected).
+    pub local_addr: SocketAddr,
+    /// The node's transport, for discovery protocols that send messages of their own.
+    pub transport: Recipient<SendMessage>,
+    /// A seed for the actor's random choices, derived from the node's seed.
+    pub rng_seed: u64,
+    /// When the node started.
+    pub now: Instant,
+}
+
+/// A started discovery actor.
+#[derive(Debug)]
+pub struct StartedDiscovery {
+    /// How every other actor reaches it.
+    pub recipients: DiscoveryRecipients,
+    /// Packet types the transport must route to it (empty for a discovery without messages).
+    pub routes: Vec<(PacketType, Recipient<InboundMessage>)>,
+}
+
+/// A discovery actor that can be started for a node: the seam through which static tables,
+/// CYCLON, a DHT or a user's own actor plug into [`NodeBuilder`](crate::NodeBuilder).
+pub trait Discovery: Send + std::fmt::Debug + 'static {
+    /// Starts the actor on the current arbiter.
+    ///
+    /// # Errors
+    /// A configuration the actor refuses, as text (the node then fails to start).
+    fn start(self: Box<Self>, ctx: DiscoveryContext) -> Result<StartedDiscovery, String>;
+}
 
 /// Default bound on a static table, in peers.
 pub const DEFAULT_STATIC_CAPACITY: usize = 4_096;
@@ -101,6 +143,16 @@ impl StaticDiscovery {
     }
 }
 
+impl Discovery for StaticDiscovery {
+    fn start(self: Box<Self>, ctx: DiscoveryContext) -> Result<StartedDiscovery, String> {
+        let addr = Actor::start(self.bind(ctx.local_addr, ctx.rng_seed));
+        Ok(StartedDiscovery {
+            recipients: DiscoveryRecipients::of(&addr),
+            routes: Vec::new(),
+        })
+    }
+}
+
 impl Actor for StaticDiscovery {
     type Context = Context<Self>;
 
@@ -155,7 +207,11 @@ impl Handler<Liveness> for StaticDiscovery {
     fn handle(&mut self, msg: Liveness, _: &mut Context<Self>) {
         match msg {
             Liveness::Dead { node } => {
-                if self.table.iter().any(|(_, info)| info.node_id == Some(node)) {
+                if self
+                    .table
+                    .iter()
+                    .any(|(_, info)| info.node_id == Some(node))
+                {
                     self.dead.insert(node);
                 }
             }
@@ -183,6 +239,234 @@ impl Handler<KnownPeers> for StaticDiscovery {
 }
 
 impl Handler<Shutdown> for StaticDiscovery {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// CYCLON membership (Voulgaris, Gavidia, van Steen 2005) as the node's discovery: a partial
+/// view of `view_size` peers kept fresh by periodic shuffles with the oldest neighbour, a thin
+/// shell around [`gossip_core::membership::Cyclon`]. Peer selection draws uniformly from the
+/// view; a peer convicted by the failure detector leaves the view at once.
+pub struct CyclonDiscovery {
+    seeds: Vec<SocketAddr>,
+    config: CyclonConfig,
+    core: Option<Cyclon<StdRng>>,
+    transport: Option<Recipient<SendMessage>>,
+    timer: Option<SpawnHandle>,
+    transport_full: u64,
+}
+
+impl std::fmt::Debug for CyclonDiscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CyclonDiscovery")
+            .field("seeds", &self.seeds)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CyclonDiscovery {
+    /// CYCLON with the default configuration (view 20, shuffle 8, every 1000 ms), joining
+    /// through `seeds`.
+    pub fn new(seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
+        CyclonDiscovery {
+            seeds: seeds.into_iter().collect(),
+            config: CyclonConfig::default(),
+            core: None,
+            transport: None,
+            timer: None,
+            transport_full: 0,
+        }
+    }
+
+    /// Replaces the configuration.
+    pub fn with_config(mut self, config: CyclonConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        let (Some(core), Some(transport)) = (self.core.as_mut(), self.transport.as_ref()) else {
+            return;
+        };
+        while let Some(transmit) = core.poll_transmit() {
+            let message = match transmit.message {
+                CyclonMessage::Shuffle(m) => Message::CyclonShuffle(m),
+                CyclonMessage::Reply(m) => Message::CyclonShuffleReply(m),
+            };
+            if transport
+                .try_send(SendMessage {
+                    to: transmit.to,
+                    message,
+                })
+                .is_err()
+            {
+                self.transport_full += 1;
+            }
+        }
+        while let Some(event) = core.poll_event() {
+            match event {
+                CyclonEvent::NeighborUp { node, addr } => {
+                    tracing::debug!(node = %node.short(), %addr, "neighbour up")
+                }
+                CyclonEvent::NeighborDown { node, .. } => {
+                    tracing::debug!(node = %node.short(), "neighbour down")
+                }
+                other => tracing::debug!(?other, "unhandled cyclon event"),
+            }
+        }
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(deadline) = self.core.as_ref().and_then(|c| c.poll_timeout()) {
+            let delay = deadline.saturating_duration_since(Self::now());
+            self.timer = Some(ctx.run_later(delay, |act, ctx| {
+                act.timer = None;
+                if let Some(core) = act.core.as_mut() {
+                    core.handle_timeout(Self::now());
+                }
+                act.drain(ctx);
+            }));
+        }
+    }
+}
+
+impl Discovery for CyclonDiscovery {
+    fn start(mut self: Box<Self>, ctx: DiscoveryContext) -> Result<StartedDiscovery, String> {
+        let mut core = Cyclon::new(
+            ctx.node_id,
+            ctx.local_addr,
+            self.config.clone(),
+            StdRng::seed_from_u64(ctx.rng_seed),
+            ctx.now,
+        )
+        .map_err(|e| e.to_string())?;
+        for seed in std::mem::take(&mut self.seeds) {
+            if seed != ctx.local_addr {
+                core.add_seed(ctx.now, None, seed);
+            }
+        }
+        self.core = Some(core);
+        self.transport = Some(ctx.transport);
+        let addr = Actor::start(*self);
+        let inbound: Recipient<InboundMessage> = addr.clone().recipient();
+        Ok(StartedDiscovery {
+            recipients: DiscoveryRecipients::of(&addr),
+            routes: vec![
+                (PacketType::CyclonShuffle, inbound.clone()),
+                (PacketType::CyclonShuffleReply, inbound),
+            ],
+        })
+    }
+}
+
+impl Actor for CyclonDiscovery {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        self.drain(ctx);
+    }
+}
+
+impl Handler<InboundMessage> for CyclonDiscovery {
+    type Result = ();
+
+    fn handle(&mut self, msg: InboundMessage, ctx: &mut Context<Self>) {
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        match msg.message {
+            Message::CyclonShuffle(shuffle) => {
+                core.handle_shuffle(msg.received_at, msg.from, msg.sender, shuffle)
+            }
+            Message::CyclonShuffleReply(reply) => {
+                core.handle_shuffle_reply(msg.received_at, msg.from, msg.sender, reply)
+            }
+            _ => return,
+        }
+        self.drain(ctx);
+    }
+}
+
+impl Handler<SelectPeers> for CyclonDiscovery {
+    type Result = MessageResult<SelectPeers>;
+
+    fn handle(&mut self, msg: SelectPeers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.core
+                .as_mut()
+                .map(|core| core.select(msg.count, &msg.exclude))
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl Handler<PeerStatus> for CyclonDiscovery {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerStatus, ctx: &mut Context<Self>) {
+        // The view is CYCLON's own: traffic does not add to it (that would bias the in-degree
+        // towards talkative nodes). An explicit `Add` is a seed to join through.
+        if let (PeerStatus::Add { addr }, Some(core)) = (msg, self.core.as_mut()) {
+            core.add_seed(Self::now(), None, addr);
+            self.drain(ctx);
+        }
+    }
+}
+
+impl Handler<Liveness> for CyclonDiscovery {
+    type Result = ();
+
+    fn handle(&mut self, msg: Liveness, ctx: &mut Context<Self>) {
+        if let (Liveness::Dead { node }, Some(core)) = (msg, self.core.as_mut()) {
+            core.handle_peer_dead(Self::now(), node);
+            self.drain(ctx);
+        }
+    }
+}
+
+impl Handler<KnownPeers> for CyclonDiscovery {
+    type Result = MessageResult<KnownPeers>;
+
+    fn handle(&mut self, _: KnownPeers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.core
+                .as_ref()
+                .map(|core| {
+                    core.view()
+                        .map(|d| PeerSummary {
+                            addr: d.addr,
+                            node_id: Some(d.node),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// Reads CYCLON's counters.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Option<CyclonStats>")]
+pub struct GetCyclonStats;
+
+impl Handler<GetCyclonStats> for CyclonDiscovery {
+    type Result = Option<CyclonStats>;
+
+    fn handle(&mut self, _: GetCyclonStats, _: &mut Context<Self>) -> Self::Result {
+        self.core.as_ref().map(|core| core.stats())
+    }
+}
+
+impl Handler<Shutdown> for CyclonDiscovery {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {

@@ -30,6 +30,9 @@ pub enum StartError {
     /// The simulated network refused the address (in use, or no free port).
     #[error(transparent)]
     SimBind(#[from] gossip_net::sim::SimError),
+    /// The discovery actor refused its configuration.
+    #[error("discovery failed to start: {0}")]
+    Discovery(String),
     /// No keyring was given and plaintext was not asked for explicitly.
     #[error("no keyring configured: call .keyring(..) or, for closed test networks, .plaintext()")]
     NoKeyring,

@@ -100,11 +100,7 @@ pub struct FailureDetectorActor {
 impl FailureDetectorActor {
     /// A shell around `core` for the node `local` (whose own packets are never heartbeats),
     /// publishing verdicts on `events`.
-    pub fn new(
-        core: FailureDetector,
-        local: NodeId,
-        events: broadcast::Sender<NodeEvent>,
-    ) -> Self {
+    pub fn new(core: FailureDetector, local: NodeId, events: broadcast::Sender<NodeEvent>) -> Self {
         FailureDetectorActor {
             core,
             local,

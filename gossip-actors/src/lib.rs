@@ -32,7 +32,9 @@ pub mod messages;
 pub mod node;
 pub mod transport;
 
-pub use discovery::StaticDiscovery;
+pub use discovery::{
+    CyclonDiscovery, Discovery, DiscoveryContext, StartedDiscovery, StaticDiscovery,
+};
 pub use dissemination::{DisseminationActor, NodeEvent};
 pub use error::{NodeError, SendError, StartError};
 pub use failure::{FailureDetectorActor, Liveness};

@@ -15,11 +15,12 @@ use rand::{Rng, SeedableRng};
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 
-use crate::discovery::StaticDiscovery;
+use crate::discovery::{CyclonDiscovery, Discovery, DiscoveryContext, StaticDiscovery};
 use crate::dissemination::{
     Broadcast, DisseminationActor, DisseminationActorStats, GetDisseminationStats, NodeEvent,
 };
 use crate::error::{NodeError, StartError};
+use crate::messages::InboundMessage;
 use crate::messages::{
     DiscoveryRecipients, GetTransportStats, KnownPeers, PeerStatus, PeerSummary, RegisterObserver,
     RegisterRoute, Shutdown,
@@ -97,7 +98,7 @@ pub struct NodeBuilder {
     bind: SocketAddr,
     security: Option<Security>,
     node_id: Option<NodeId>,
-    discovery: Option<StaticDiscovery>,
+    discovery: Option<Box<dyn Discovery>>,
     config: NodeConfig,
     rng_seed: Option<u64>,
     network: Option<SimNetwork>,
@@ -138,14 +139,17 @@ impl NodeBuilder {
     }
 
     /// Static discovery with these seed addresses (shorthand for
-    /// `.discovery(StaticDiscovery::new(seeds))`).
+    /// `.discovery(StaticDiscovery::new(seeds))`): every seed is a peer, plus every node
+    /// whose authenticated packet arrives.
     pub fn seeds(self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
         self.discovery(StaticDiscovery::new(seeds))
     }
 
-    /// The discovery actor to use (default: an empty [`StaticDiscovery`]).
-    pub fn discovery(mut self, discovery: StaticDiscovery) -> Self {
-        self.discovery = Some(discovery);
+    /// The discovery actor to use: [`StaticDiscovery`], [`CyclonDiscovery`] (the default,
+    /// with no seeds: add them with [`NodeHandle::add_peer`]), or any [`Discovery`] of your
+    /// own (see [`crate::discovery`] for the contract).
+    pub fn discovery(mut self, discovery: impl Discovery) -> Self {
+        self.discovery = Some(Box::new(discovery));
         self
     }
 
@@ -223,12 +227,26 @@ impl NodeBuilder {
         let local_addr = transport.local_addr();
         let transport = transport.start();
 
-        let discovery = self
+        let discovery: Box<dyn Discovery> = self
             .discovery
-            .unwrap_or_else(|| StaticDiscovery::new([]))
-            .bind(local_addr, master.random())
-            .start();
-        let discovery = DiscoveryRecipients::of(&discovery);
+            .unwrap_or_else(|| Box::new(CyclonDiscovery::new([])));
+        let started = discovery
+            .start(DiscoveryContext {
+                node_id,
+                local_addr,
+                transport: transport.clone().recipient(),
+                rng_seed: master.random(),
+                now,
+            })
+            .map_err(StartError::Discovery);
+        let started = match started {
+            Ok(started) => started,
+            Err(err) => {
+                transport.do_send(Shutdown);
+                return Err(err);
+            }
+        };
+        let discovery = started.recipients;
 
         let (events, _) = broadcast::channel(self.config.event_capacity.max(1));
         let dissemination = DisseminationActor::new(
@@ -247,7 +265,7 @@ impl NodeBuilder {
             discovery,
             events,
         };
-        if handle.register().await.is_err() {
+        if handle.register(started.routes).await.is_err() {
             let _ = handle.shutdown().await;
             return Err(StartError::Bind {
                 addr: local_addr,
@@ -314,18 +332,37 @@ impl std::fmt::Debug for NodeHandle {
 }
 
 impl NodeHandle {
-    async fn register(&self) -> Result<(), MailboxError> {
+    async fn register(
+        &self,
+        discovery_routes: Vec<(gossip_core::PacketType, Recipient<InboundMessage>)>,
+    ) -> Result<(), MailboxError> {
+        use gossip_core::PacketType;
         self.transport
             .send(RegisterRoute {
-                kinds: gossip_core::PacketType::ALL.to_vec(),
+                kinds: vec![
+                    PacketType::PushMessage,
+                    PacketType::PushAck,
+                    PacketType::PullSync,
+                    PacketType::PullRequest,
+                    PacketType::PullResponse,
+                ],
                 recipient: self.dissemination.clone().recipient(),
             })
             .await?;
+        for (kind, recipient) in discovery_routes {
+            self.transport
+                .send(RegisterRoute {
+                    kinds: vec![kind],
+                    recipient,
+                })
+                .await?;
+        }
         self.transport
             .send(RegisterObserver {
                 recipient: self.discovery.peer_status.clone(),
             })
-            .await
+            .await?;
+        Ok(())
     }
 
     /// This node's id.

@@ -1,7 +1,8 @@
 //! Protocol messages and the envelope every datagram carries.
 //!
-//! The numbering of [`PacketType`] follows go-gossip (1 PushMessage .. 5 PullResponse); types
-//! from 16 up are reserved for the protocols added later (state, feeds, membership). The
+//! The numbering of [`PacketType`] follows go-gossip (1 PushMessage .. 5 PullResponse); the
+//! protocols added since take types from 16 up: 16-18 Scuttlebutt state, 19-20 CYCLON
+//! membership, 21-22 per-feed broadcast trees. The
 //! encoding itself lives in `gossip-net` (one encode/decode pair); this module only gives the
 //! shapes and a conservative upper bound on their encoded size so that senders can split
 //! batches to fit a datagram without knowing the encoder.
@@ -27,16 +28,22 @@ pub enum PacketType {
     PullRequest = 4,
     /// A broadcast sent in answer to a pull request (go-gossip type 5).
     PullResponse = 5,
+    /// A CYCLON shuffle request: up to `l` descriptors of the initiator's partial view.
+    CyclonShuffle = 19,
+    /// A CYCLON shuffle reply: up to `l` descriptors of the partner's partial view.
+    CyclonShuffleReply = 20,
 }
 
 impl PacketType {
     /// Every packet type, in wire order.
-    pub const ALL: [PacketType; 5] = [
+    pub const ALL: [PacketType; 7] = [
         PacketType::PushMessage,
         PacketType::PushAck,
         PacketType::PullSync,
         PacketType::PullRequest,
         PacketType::PullResponse,
+        PacketType::CyclonShuffle,
+        PacketType::CyclonShuffleReply,
     ];
 
     /// Parses the label's type byte; `None` for a byte no packet type uses.
@@ -57,6 +64,8 @@ impl PacketType {
             PacketType::PullSync => "pull_sync",
             PacketType::PullRequest => "pull_request",
             PacketType::PullResponse => "pull_response",
+            PacketType::CyclonShuffle => "cyclon_shuffle",
+            PacketType::CyclonShuffleReply => "cyclon_shuffle_reply",
         }
     }
 }
@@ -102,6 +111,10 @@ pub enum Message {
     },
     /// Type 5: a broadcast served from the cache in answer to a `PullRequest`.
     PullResponse(Gossip),
+    /// Type 19: a CYCLON shuffle request (see [`crate::membership`]).
+    CyclonShuffle(crate::membership::Shuffle),
+    /// Type 20: a CYCLON shuffle reply (see [`crate::membership`]).
+    CyclonShuffleReply(crate::membership::ShuffleReply),
 }
 
 impl Message {
@@ -113,6 +126,8 @@ impl Message {
             Message::PullSync { .. } => PacketType::PullSync,
             Message::PullRequest { .. } => PacketType::PullRequest,
             Message::PullResponse(_) => PacketType::PullResponse,
+            Message::CyclonShuffle(_) => PacketType::CyclonShuffle,
+            Message::CyclonShuffleReply(_) => PacketType::CyclonShuffleReply,
         }
     }
 
@@ -127,6 +142,8 @@ impl Message {
                 Message::PullSync { ids } | Message::PullRequest { ids } => {
                     wire_bound::LENGTH_PREFIX + ids.len() * MessageId::LEN
                 }
+                Message::CyclonShuffle(m) => m.encoded_len_bound(),
+                Message::CyclonShuffleReply(m) => m.encoded_len_bound(),
             }
     }
 }

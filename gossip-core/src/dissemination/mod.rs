@@ -193,6 +193,8 @@ pub struct DisseminationStats {
     /// Events dropped because `output_queue_capacity` outputs were queued (the caller did not
     /// drain).
     pub events_dropped: u64,
+    /// Messages of another protocol handed to [`Dissemination::handle_message`]; ignored.
+    pub foreign_messages: u64,
 }
 
 /// Current sizes of a [`Dissemination`]'s collections, each within the configured bound named
@@ -514,6 +516,9 @@ impl<R: Rng> Dissemination<R> {
             Message::PullSync { ids } => self.handle_pull_sync(now, from, ids),
             Message::PullRequest { ids } => self.handle_pull_request(now, from, ids),
             Message::PullResponse(gossip) => self.receive_gossip(now, from, gossip, Via::Pull),
+            // Another protocol's message: the shell routes by packet type, so this only
+            // happens when a caller feeds the wrong core. Ignored and counted.
+            _ => self.stats.foreign_messages += 1,
         }
     }
 
