@@ -48,6 +48,13 @@
 //!   uniform peer sample (`select`) and the discovery feed (`NeighborUp` / `NeighborDown`).
 //! - [`peers`]: the bounded peer table (go-gossip's `Discovery` table) with uniform random
 //!   selection; go-gossip always picked the first `n` peers.
+//! - [`tree`]: Secure Scuttlebutt's epidemic broadcast trees (ssb-ebt), one per followed feed:
+//!   a single eager source per feed pushes new messages at once, every other link is lazy and
+//!   carries vector-clock notes (SSB's `i64` encoding: sequence and a receive flag, `-1` for
+//!   "do not replicate"); duplicates prune, newer notes graft, a source quiet for 3 s is
+//!   replaced by the next peer in rotation, and the handshake sends only the feeds that
+//!   changed since the peer's stored clock. Periodic notes replace acknowledgements over
+//!   lossy datagrams, and pushes are limited per peer (backpressure).
 //!
 //! The wire shapes are in [`id`] and [`message`]; their encoding lives in `gossip-net`, and
 //! [`message::wire_bound`] lets the core size datagrams without the encoder.
@@ -69,6 +76,7 @@ pub mod id;
 pub mod membership;
 pub mod message;
 pub mod peers;
+pub mod tree;
 
 pub use config::ConfigError;
 pub use id::{MessageId, NodeId};
