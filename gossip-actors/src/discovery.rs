@@ -1,5 +1,5 @@
 //! Discovery actors. Every other actor reaches discovery only through
-//! [`DiscoveryRecipients`](crate::messages::DiscoveryRecipients): [`SelectPeers`],
+//! [`DiscoveryRecipients`]: [`SelectPeers`],
 //! [`PeerStatus`], [`KnownPeers`], [`Liveness`] and [`Shutdown`].
 //!
 //! # Writing your own discovery actor

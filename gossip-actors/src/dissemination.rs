@@ -53,6 +53,15 @@ pub enum NodeEvent {
         /// The node.
         node: NodeId,
     },
+    /// A message of a followed feed (or of the local feed) was appended durably, in sequence
+    /// order per feed.
+    FeedMessage(gossip_core::feed::FeedMessage),
+    /// A followed feed was found forked (two signed messages at one sequence); it is no longer
+    /// replicated.
+    FeedForked {
+        /// The feed.
+        feed: gossip_core::feed::FeedId,
+    },
     /// A key of a node's state changed (gossipmonger's `update`); `value` is `None` for a
     /// delete.
     Update {

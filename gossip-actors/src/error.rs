@@ -30,6 +30,9 @@ pub enum StartError {
     /// The simulated network refused the address (in use, or no free port).
     #[error(transparent)]
     SimBind(#[from] gossip_net::sim::SimError),
+    /// The store could not be read at start.
+    #[error("the store failed at start: {0}")]
+    Store(String),
     /// The discovery actor refused its configuration.
     #[error("discovery failed to start: {0}")]
     Discovery(String),
@@ -51,6 +54,12 @@ pub enum NodeError {
     /// The broadcast was refused; nothing was sent.
     #[error(transparent)]
     Broadcast(#[from] BroadcastError),
+    /// The publish was refused or failed; nothing was appended.
+    #[error(transparent)]
+    Publish(#[from] crate::feeds::PublishFailed),
+    /// The follow or unfollow failed.
+    #[error(transparent)]
+    Follow(#[from] crate::feeds::FollowFailed),
     /// The node has shut down (or the actor's mailbox is closed).
     #[error("the node has shut down")]
     Stopped,

@@ -28,8 +28,10 @@ pub mod discovery;
 pub mod dissemination;
 pub mod error;
 pub mod failure;
+pub mod feeds;
 pub mod messages;
 pub mod node;
+pub mod store;
 pub mod transport;
 
 pub use discovery::{
@@ -44,3 +46,4 @@ pub use transport::{FaultInjection, PacketTypeCounts, Socket, TransportActor, Tr
 pub use gossip_core as core;
 pub use gossip_crypto as crypto;
 pub use gossip_net as net;
+pub use gossip_store as storage;

@@ -6,12 +6,15 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 use gossip_core::dissemination::{Dissemination, DisseminationConfig};
+use gossip_core::feed::{FeedId, FeedMessage};
+use gossip_core::tree::{Tree, TreeConfig};
 use gossip_core::{MessageId, NodeId};
-use gossip_crypto::Keyring;
+use gossip_crypto::{Identity, Keyring};
 use gossip_net::sim::SimNetwork;
 use gossip_net::{DEFAULT_MAX_DATAGRAM, PacketCodec, Security};
+use gossip_store::NodeStore;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 
@@ -20,11 +23,16 @@ use crate::dissemination::{
     Broadcast, DisseminationActor, DisseminationActorStats, GetDisseminationStats, NodeEvent,
 };
 use crate::error::{NodeError, StartError};
+use crate::feeds::{
+    FOLLOWS_TABLE, FeedActorStats, FeedTreeActor, Follow, GetFeedStats, Publish, Published,
+    Unfollow, WallClock, system_clock,
+};
 use crate::messages::InboundMessage;
 use crate::messages::{
     DiscoveryRecipients, GetTransportStats, KnownPeers, PeerStatus, PeerSummary, RegisterObserver,
     RegisterRoute, Shutdown,
 };
+use crate::store::{Fetch, Latest, Scan, StoreAddr};
 use crate::transport::{FaultInjection, Socket, TransportActor, TransportStats};
 
 /// Everything tunable about a node. Each protocol's fields are documented (unit, bound,
@@ -41,6 +49,12 @@ pub struct NodeConfig {
     pub fault: FaultInjection,
     /// Events buffered per subscriber before a slow one starts skipping: 4,096.
     pub event_capacity: usize,
+    /// Per-feed broadcast tree parameters. Its `max_envelope_len` is set by the node from
+    /// `max_datagram` and the cipher.
+    pub tree: TreeConfig,
+    /// Nodes heard from directly that become tree peers without having spoken about feeds
+    /// first: 8 (ssb-ebt replicates over a handful of connections).
+    pub tree_target_peers: usize,
 }
 
 impl Default for NodeConfig {
@@ -50,6 +64,8 @@ impl Default for NodeConfig {
             max_datagram: DEFAULT_MAX_DATAGRAM,
             fault: FaultInjection::default(),
             event_capacity: 4_096,
+            tree: TreeConfig::default(),
+            tree_target_peers: 8,
         }
     }
 }
@@ -65,7 +81,9 @@ impl Node {
         NodeBuilder {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             security: None,
-            node_id: None,
+            identity: None,
+            store: None,
+            clock: None,
             discovery: None,
             config: NodeConfig::default(),
             rng_seed: None,
@@ -93,15 +111,31 @@ impl Node {
 /// node.shutdown().await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct NodeBuilder {
     bind: SocketAddr,
     security: Option<Security>,
-    node_id: Option<NodeId>,
+    identity: Option<Identity>,
+    store: Option<Box<dyn NodeStore>>,
+    clock: Option<WallClock>,
     discovery: Option<Box<dyn Discovery>>,
     config: NodeConfig,
     rng_seed: Option<u64>,
     network: Option<SimNetwork>,
+}
+
+impl std::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("bind", &self.bind)
+            .field("security", &self.security)
+            .field("identity", &self.identity)
+            .field("store", &self.store.as_ref().map(|_| "custom"))
+            .field("discovery", &self.discovery)
+            .field("config", &self.config)
+            .field("rng_seed", &self.rng_seed)
+            .field("network", &self.network.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl NodeBuilder {
@@ -132,9 +166,25 @@ impl NodeBuilder {
         self
     }
 
-    /// The node's id (default: random).
-    pub fn node_id(mut self, id: NodeId) -> Self {
-        self.node_id = Some(id);
+    /// The node's ed25519 identity: its public key is the node id and its feed id (default: a
+    /// new identity, drawn from the node's seed when [`rng_seed`](Self::rng_seed) is set).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Where the node keeps its feed logs, peer clocks and follows, served on a thread of its
+    /// own (default: a [`gossip_store::MemoryStore`] on the node's arbiter, lost at exit; use
+    /// `RedbStore::open(path)` to keep them).
+    pub fn store(mut self, store: impl NodeStore) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
+    /// The wall clock stamped on published feed messages (default: the system clock). The
+    /// simulator passes a clock derived from its virtual time so a seed reproduces ids.
+    pub fn wall_clock(mut self, clock: WallClock) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -186,14 +236,20 @@ impl NodeBuilder {
         let encoder = PacketCodec::new(security.clone(), self.config.max_datagram)?;
         let decoder = PacketCodec::new(security, self.config.max_datagram)?;
         let mut dissemination_config = self.config.dissemination.clone();
-        dissemination_config.max_envelope_len = encoder.max_envelope_len();
+        let encoder_envelope_len = encoder.max_envelope_len();
+        dissemination_config.max_envelope_len = encoder_envelope_len;
         dissemination_config.validate()?;
 
         let mut master = match self.rng_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        let node_id = self.node_id.unwrap_or_else(|| NodeId::random(&mut master));
+        let identity = Arc::new(self.identity.unwrap_or_else(|| {
+            let mut seed = [0u8; 32];
+            master.fill_bytes(&mut seed);
+            Identity::from_bytes(&seed)
+        }));
+        let node_id = NodeId(identity.public_key());
         let now = tokio::time::Instant::now().into_std();
         let core = Dissemination::new(
             node_id,
@@ -248,6 +304,23 @@ impl NodeBuilder {
         };
         let discovery = started.recipients;
 
+        let store = match self.store {
+            Some(store) => StoreAddr::threaded(store),
+            None => StoreAddr::inline(Box::new(gossip_store::MemoryStore::new())),
+        };
+        let mut tree_config = self.config.tree.clone();
+        tree_config.max_envelope_len = encoder_envelope_len;
+        let (tree_core, follows) =
+            match load_tree(&store, node_id, tree_config, master.random(), now).await {
+                Ok(loaded) => loaded,
+                Err(err) => {
+                    transport.do_send(Shutdown);
+                    discovery.shutdown.do_send(Shutdown);
+                    return Err(err);
+                }
+            };
+        tracing::debug!(feeds = follows, "feeds restored");
+
         let (events, _) = broadcast::channel(self.config.event_capacity.max(1));
         let dissemination = DisseminationActor::new(
             core,
@@ -257,12 +330,25 @@ impl NodeBuilder {
         )
         .start();
 
+        let feeds = FeedTreeActor::new(
+            tree_core,
+            Arc::clone(&identity),
+            transport.clone().recipient(),
+            store.clone(),
+            events.clone(),
+            self.clock.unwrap_or_else(system_clock),
+            self.config.tree_target_peers,
+        )
+        .start();
+
         let handle = NodeHandle {
             node_id,
             local_addr,
             transport,
             dissemination,
             discovery,
+            feeds,
+            store,
             events,
         };
         if handle.register(started.routes).await.is_err() {
@@ -283,6 +369,8 @@ pub struct NodeStats {
     pub transport: TransportStats,
     /// Broadcasts, deliveries, duplicates suppressed, acks, pulls.
     pub dissemination: DisseminationActorStats,
+    /// Feed replication: appends, notes, pushes, rejections.
+    pub feeds: FeedActorStats,
 }
 
 impl NodeStats {
@@ -319,6 +407,8 @@ pub struct NodeHandle {
     transport: Addr<TransportActor>,
     dissemination: Addr<DisseminationActor>,
     discovery: DiscoveryRecipients,
+    feeds: Addr<FeedTreeActor>,
+    store: StoreAddr,
     events: broadcast::Sender<NodeEvent>,
 }
 
@@ -347,6 +437,17 @@ impl NodeHandle {
                     PacketType::PullResponse,
                 ],
                 recipient: self.dissemination.clone().recipient(),
+            })
+            .await?;
+        self.transport
+            .send(RegisterRoute {
+                kinds: vec![PacketType::TreeNotes, PacketType::TreeBatch],
+                recipient: self.feeds.clone().recipient(),
+            })
+            .await?;
+        self.transport
+            .send(RegisterObserver {
+                recipient: self.feeds.clone().recipient(),
             })
             .await?;
         for (kind, recipient) in discovery_routes {
@@ -399,9 +500,11 @@ impl NodeHandle {
     pub async fn stats(&self) -> Result<NodeStats, NodeError> {
         let transport = self.transport.send(GetTransportStats).await?;
         let dissemination = self.dissemination.send(GetDisseminationStats).await?;
+        let feeds = self.feeds.send(GetFeedStats).await?;
         Ok(NodeStats {
             transport,
             dissemination,
+            feeds,
         })
     }
 
@@ -425,14 +528,188 @@ impl NodeHandle {
         Ok(self.discovery.known_peers.send(KnownPeers).await?)
     }
 
+    /// This node's feed id (its public key).
+    pub fn feed_id(&self) -> FeedId {
+        FeedId(self.node_id.0)
+    }
+
+    /// Appends `content` to this node's feed; returns once the message is durable in the
+    /// store. Peers that follow the feed receive it over the feed's broadcast tree.
+    ///
+    /// # Errors
+    /// [`NodeError::Publish`] when the message would not fit one datagram (naming both sizes),
+    /// too many messages wait to be appended, or the store fails; [`NodeError::Stopped`] after
+    /// shutdown.
+    pub async fn publish(&self, content: impl Into<Bytes>) -> Result<Published, NodeError> {
+        let content = content.into();
+        Ok(self.feeds.send(Publish { content }).await??)
+    }
+
+    /// Replicates `feed` from now on (persisted in the store). Returns `true` if it was not
+    /// followed before.
+    ///
+    /// # Errors
+    /// [`NodeError::Follow`] when too many feeds are followed or the store fails;
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn follow(&self, feed: FeedId) -> Result<bool, NodeError> {
+        Ok(self.feeds.send(Follow(feed)).await??)
+    }
+
+    /// Stops replicating `feed` (its log is kept). Returns `true` if it was followed.
+    ///
+    /// # Errors
+    /// As [`follow`](Self::follow).
+    pub async fn unfollow(&self, feed: FeedId) -> Result<bool, NodeError> {
+        Ok(self.feeds.send(Unfollow(feed)).await??)
+    }
+
+    /// The messages of `feed` from sequence `from_seq` on, in sequence order: first those in
+    /// the store, then live ones as they are appended. The stream ends at shutdown (or if
+    /// the subscriber lags by more than `event_capacity` events: reopen it from the last
+    /// sequence seen).
+    pub fn feed(
+        &self,
+        feed: FeedId,
+        from_seq: u64,
+    ) -> impl futures::Stream<Item = FeedMessage> + Send + 'static {
+        feed_stream(
+            self.store.clone(),
+            self.events.subscribe(),
+            feed,
+            from_seq.max(1),
+        )
+    }
+
     /// Stops every actor of the node and closes its socket. Calling it again is harmless.
     ///
     /// # Errors
     /// None today; the `Result` leaves room for stores that flush on shutdown.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
+        let _ = self.feeds.send(Shutdown).await;
         let _ = self.dissemination.send(Shutdown).await;
         let _ = self.discovery.shutdown.send(Shutdown).await;
         let _ = self.transport.send(Shutdown).await;
         Ok(())
     }
+}
+
+/// Reads the local feed's head and the followed feeds from the store and builds the tree core
+/// following them. Returns the core and how many feeds it follows.
+async fn load_tree(
+    store: &StoreAddr,
+    node_id: NodeId,
+    config: TreeConfig,
+    seed: u64,
+    now: std::time::Instant,
+) -> Result<(Tree<StdRng>, usize), StartError> {
+    let store_err = |e: gossip_store::StoreError| StartError::Store(e.to_string());
+    let stopped = |_| StartError::Store("the store actor stopped".into());
+    let own = FeedId(node_id.0);
+    let own_latest = store
+        .send(Latest(own))
+        .await
+        .map_err(stopped)?
+        .map_err(store_err)?;
+    let mut core = Tree::new(
+        node_id,
+        own_latest,
+        config,
+        StdRng::seed_from_u64(seed),
+        now,
+    )?;
+    let follows = store
+        .send(Scan {
+            table: FOLLOWS_TABLE,
+            limit: core.config().max_feeds,
+        })
+        .await
+        .map_err(stopped)?
+        .map_err(store_err)?;
+    let mut followed = 0;
+    for (key, _) in follows {
+        let Ok(bytes) = <[u8; 32]>::try_from(key.as_slice()) else {
+            continue;
+        };
+        let feed = FeedId(bytes);
+        let latest = store
+            .send(Latest(feed))
+            .await
+            .map_err(stopped)?
+            .map_err(store_err)?;
+        if core.follow(now, feed, latest).is_ok() {
+            followed += 1;
+        }
+    }
+    Ok((core, followed))
+}
+
+/// Messages of one feed from `next` on: pages from the store, then live events, each
+/// sequence once and in order.
+fn feed_stream(
+    store: StoreAddr,
+    events: broadcast::Receiver<NodeEvent>,
+    feed: FeedId,
+    next: u64,
+) -> impl futures::Stream<Item = FeedMessage> + Send + 'static {
+    const PAGE: usize = 64;
+    struct State {
+        store: StoreAddr,
+        events: broadcast::Receiver<NodeEvent>,
+        feed: FeedId,
+        next: u64,
+        page: std::collections::VecDeque<FeedMessage>,
+        caught_up: bool,
+    }
+    let state = State {
+        store,
+        events,
+        feed,
+        next,
+        page: Default::default(),
+        caught_up: false,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(message) = st.page.pop_front() {
+                if message.sequence == st.next {
+                    st.next += 1;
+                    return Some((message, st));
+                }
+                continue;
+            }
+            if !st.caught_up {
+                let page = st
+                    .store
+                    .send(Fetch {
+                        feed: st.feed,
+                        from_seq: st.next,
+                        limit: PAGE,
+                    })
+                    .await
+                    .ok()?
+                    .ok()?;
+                if page.len() < PAGE {
+                    st.caught_up = true;
+                }
+                st.page.extend(page);
+                continue;
+            }
+            match st.events.recv().await {
+                Ok(NodeEvent::FeedMessage(message)) if message.author == st.feed => {
+                    if message.sequence == st.next {
+                        st.next += 1;
+                        return Some((message, st));
+                    }
+                    if message.sequence > st.next {
+                        // Missed some (appended between the last page and the subscription):
+                        // read them from the store.
+                        st.caught_up = false;
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => st.caught_up = false,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
 }

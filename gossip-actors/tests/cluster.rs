@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use gossip_actors::core::MessageId;
 use gossip_actors::crypto::{Key, Keyring};
-use gossip_actors::{FaultInjection, Node, NodeConfig, NodeEvent, NodeHandle};
+use gossip_actors::{FaultInjection, Node, NodeConfig, NodeEvent, NodeHandle, StaticDiscovery};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::broadcast::Receiver;
@@ -22,11 +22,12 @@ fn fast_config(loss: f64) -> NodeConfig {
     config
 }
 
-/// Starts `n` nodes, then tells each about all the others.
+/// Starts `n` nodes with static discovery, then tells each about all the others.
 async fn start_cluster(n: usize, loss: f64, keyring: impl Fn(usize) -> Keyring) -> Vec<NodeHandle> {
     let mut nodes = Vec::new();
     for i in 0..n {
         let node = Node::builder()
+            .discovery(StaticDiscovery::new([]))
             .keyring(keyring(i))
             .config(fast_config(loss))
             .rng_seed(1000 + i as u64)

@@ -32,11 +32,15 @@ pub enum PacketType {
     CyclonShuffle = 19,
     /// A CYCLON shuffle reply: up to `l` descriptors of the partner's partial view.
     CyclonShuffleReply = 20,
+    /// Per-feed broadcast tree notes (SSB's vector clock entries).
+    TreeNotes = 21,
+    /// A batch of signed feed messages, in sequence order per feed.
+    TreeBatch = 22,
 }
 
 impl PacketType {
     /// Every packet type, in wire order.
-    pub const ALL: [PacketType; 7] = [
+    pub const ALL: [PacketType; 9] = [
         PacketType::PushMessage,
         PacketType::PushAck,
         PacketType::PullSync,
@@ -44,6 +48,8 @@ impl PacketType {
         PacketType::PullResponse,
         PacketType::CyclonShuffle,
         PacketType::CyclonShuffleReply,
+        PacketType::TreeNotes,
+        PacketType::TreeBatch,
     ];
 
     /// Parses the label's type byte; `None` for a byte no packet type uses.
@@ -66,6 +72,8 @@ impl PacketType {
             PacketType::PullResponse => "pull_response",
             PacketType::CyclonShuffle => "cyclon_shuffle",
             PacketType::CyclonShuffleReply => "cyclon_shuffle_reply",
+            PacketType::TreeNotes => "tree_notes",
+            PacketType::TreeBatch => "tree_batch",
         }
     }
 }
@@ -115,6 +123,10 @@ pub enum Message {
     CyclonShuffle(crate::membership::Shuffle),
     /// Type 20: a CYCLON shuffle reply (see [`crate::membership`]).
     CyclonShuffleReply(crate::membership::ShuffleReply),
+    /// Type 21: per-feed broadcast tree notes (see [`crate::tree`]).
+    TreeNotes(crate::tree::Notes),
+    /// Type 22: signed feed messages (see [`crate::tree`]).
+    TreeBatch(crate::tree::FeedBatch),
 }
 
 impl Message {
@@ -128,6 +140,8 @@ impl Message {
             Message::PullResponse(_) => PacketType::PullResponse,
             Message::CyclonShuffle(_) => PacketType::CyclonShuffle,
             Message::CyclonShuffleReply(_) => PacketType::CyclonShuffleReply,
+            Message::TreeNotes(_) => PacketType::TreeNotes,
+            Message::TreeBatch(_) => PacketType::TreeBatch,
         }
     }
 
@@ -144,6 +158,8 @@ impl Message {
                 }
                 Message::CyclonShuffle(m) => m.encoded_len_bound(),
                 Message::CyclonShuffleReply(m) => m.encoded_len_bound(),
+                Message::TreeNotes(m) => m.encoded_len_bound(),
+                Message::TreeBatch(m) => m.encoded_len_bound(),
             }
     }
 }

@@ -352,3 +352,9 @@ fn check_clock(clock: &[u8]) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// Everything a node persists: generic tables, the feed log and peer clocks. Implemented by
+/// every type that implements the three traits ([`MemoryStore`], `RedbStore`).
+pub trait NodeStore: Store + FeedLog + PeerClocks {}
+
+impl<T: Store + FeedLog + PeerClocks> NodeStore for T {}

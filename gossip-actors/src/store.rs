@@ -1,0 +1,272 @@
+//! The node's storage (a [`gossip_store::NodeStore`]) behind a mailbox, reached through a
+//! [`StoreAddr`]:
+//!
+//! - a persistent store runs in [`StoreActor`], on an actix `SyncArbiter` thread, so that disk
+//!   work (a redb commit waits for `fsync`) never blocks the node's event loop;
+//! - an in-memory store does no IO and runs in [`InlineStoreActor`] on the node's own arbiter.
+//!   This also keeps simulations deterministic: a reply from another thread would let a
+//!   paused tokio clock advance while the node waits for it.
+//!
+//! Either way one actor serves the store, so requests are handled in the order they were
+//! sent: the feed tree actor relies on this to append each feed in sequence order.
+
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use gossip_core::NodeId;
+use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
+use gossip_store::{NodeStore, StoreError};
+
+/// Appends a message to its feed's log; durable when the reply is `Ok`.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Append(pub FeedMessage);
+
+/// Reads up to `limit` messages of `feed` from `from_seq`, in order.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<Vec<FeedMessage>, StoreError>")]
+pub struct Fetch {
+    /// The feed.
+    pub feed: FeedId,
+    /// First sequence.
+    pub from_seq: u64,
+    /// Most messages.
+    pub limit: usize,
+}
+
+/// Reads the message of `feed` at `sequence`.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<Option<FeedMessage>, StoreError>")]
+pub struct MessageAt {
+    /// The feed.
+    pub feed: FeedId,
+    /// The sequence.
+    pub sequence: u64,
+}
+
+/// Reads the head of `feed`: `(sequence, id)`.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<Option<(u64, MessageHash)>, StoreError>")]
+pub struct Latest(pub FeedId);
+
+/// Stores a peer's last clock (opaque bytes).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct PutClock {
+    /// The peer.
+    pub peer: NodeId,
+    /// The encoded clock.
+    pub clock: Vec<u8>,
+}
+
+/// Reads a peer's last clock.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<Option<Vec<u8>>, StoreError>")]
+pub struct GetClock(pub NodeId);
+
+/// Writes `value` under `key` in `table` (the generic [`gossip_store::Store`] tables).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Put {
+    /// The table.
+    pub table: &'static str,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// Removes `key` from `table`; replies whether it existed.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct Remove {
+    /// The table.
+    pub table: &'static str,
+    /// The key.
+    pub key: Vec<u8>,
+}
+
+/// Lists up to `limit` entries of `table`, in key order.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<Vec<gossip_store::Entry>, StoreError>")]
+pub struct Scan {
+    /// The table.
+    pub table: &'static str,
+    /// Most entries.
+    pub limit: usize,
+}
+
+/// The storage actor on its own thread, for stores that touch the disk. See the module docs.
+pub struct StoreActor {
+    store: Arc<Mutex<Box<dyn NodeStore>>>,
+}
+
+/// The storage actor on the node's arbiter, for stores that do no IO. See the module docs.
+pub struct InlineStoreActor {
+    store: Box<dyn NodeStore>,
+}
+
+/// The address of a node's storage actor, whichever kind it is.
+#[derive(Clone)]
+pub enum StoreAddr {
+    /// A [`StoreActor`] on its own thread.
+    Threaded(Addr<StoreActor>),
+    /// An [`InlineStoreActor`] on the node's arbiter.
+    Inline(Addr<InlineStoreActor>),
+}
+
+impl std::fmt::Debug for StoreAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreAddr::Threaded(_) => "StoreAddr::Threaded",
+            StoreAddr::Inline(_) => "StoreAddr::Inline",
+        })
+    }
+}
+
+impl StoreAddr {
+    /// Starts `store` on its own thread.
+    pub fn threaded(store: Box<dyn NodeStore>) -> Self {
+        let store = Arc::new(Mutex::new(store));
+        StoreAddr::Threaded(SyncArbiter::start(1, move || StoreActor {
+            store: Arc::clone(&store),
+        }))
+    }
+
+    /// Starts `store` on the current arbiter (only for stores that never block).
+    pub fn inline(store: Box<dyn NodeStore>) -> Self {
+        StoreAddr::Inline(InlineStoreActor { store }.start())
+    }
+
+    /// Sends `msg` to the store and waits for the reply.
+    ///
+    /// # Errors
+    /// [`MailboxError`] if the store actor has stopped.
+    pub fn send<M>(
+        &self,
+        msg: M,
+    ) -> impl std::future::Future<Output = Result<M::Result, MailboxError>> + 'static
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        StoreActor: Handler<M>,
+        InlineStoreActor: Handler<M>,
+    {
+        let this = self.clone();
+        async move {
+            match this {
+                StoreAddr::Threaded(addr) => addr.send(msg).await,
+                StoreAddr::Inline(addr) => addr.send(msg).await,
+            }
+        }
+    }
+}
+
+impl Actor for InlineStoreActor {
+    type Context = Context<Self>;
+}
+
+macro_rules! inline_handlers {
+    ($($msg:ty => $result:ty, |$s:ident, $m:ident| $body:expr;)*) => {
+        $(
+            impl Handler<$msg> for InlineStoreActor {
+                type Result = $result;
+                fn handle(&mut self, $m: $msg, _: &mut Context<Self>) -> Self::Result {
+                    let $s = self.store.as_mut();
+                    $body
+                }
+            }
+        )*
+    };
+}
+
+inline_handlers! {
+    Append => Result<(), StoreError>, |s, msg| s.append(&msg.0);
+    Fetch => Result<Vec<FeedMessage>, StoreError>, |s, msg| s.messages(msg.feed, msg.from_seq, msg.limit);
+    MessageAt => Result<Option<FeedMessage>, StoreError>, |s, msg| s.message(msg.feed, msg.sequence);
+    Latest => Result<Option<(u64, MessageHash)>, StoreError>, |s, msg| s.latest(msg.0);
+    PutClock => Result<(), StoreError>, |s, msg| s.put_clock(msg.peer, &msg.clock);
+    GetClock => Result<Option<Vec<u8>>, StoreError>, |s, msg| s.clock(msg.0);
+    Put => Result<(), StoreError>, |s, msg| s.put(msg.table, &msg.key, &msg.value);
+    Remove => Result<bool, StoreError>, |s, msg| s.delete(msg.table, &msg.key);
+    Scan => Result<Vec<gossip_store::Entry>, StoreError>, |s, msg| s.range(msg.table, &[], &[0xff; 64], msg.limit);
+}
+
+impl StoreActor {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut dyn NodeStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // One thread uses the store; a poisoned lock means a panic inside a backend call, whose
+        // state redb keeps consistent (the transaction was not committed).
+        let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        f(guard.as_mut())
+    }
+}
+
+impl Actor for StoreActor {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Append> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: Append, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| s.append(&msg.0))
+    }
+}
+
+impl Handler<Fetch> for StoreActor {
+    type Result = Result<Vec<FeedMessage>, StoreError>;
+    fn handle(&mut self, msg: Fetch, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| s.messages(msg.feed, msg.from_seq, msg.limit))
+    }
+}
+
+impl Handler<MessageAt> for StoreActor {
+    type Result = Result<Option<FeedMessage>, StoreError>;
+    fn handle(&mut self, msg: MessageAt, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| s.message(msg.feed, msg.sequence))
+    }
+}
+
+impl Handler<Latest> for StoreActor {
+    type Result = Result<Option<(u64, MessageHash)>, StoreError>;
+    fn handle(&mut self, msg: Latest, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| s.latest(msg.0))
+    }
+}
+
+impl Handler<PutClock> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: PutClock, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| s.put_clock(msg.peer, &msg.clock))
+    }
+}
+
+impl Handler<GetClock> for StoreActor {
+    type Result = Result<Option<Vec<u8>>, StoreError>;
+    fn handle(&mut self, msg: GetClock, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| s.clock(msg.0))
+    }
+}
+
+impl Handler<Put> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: Put, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| s.put(msg.table, &msg.key, &msg.value))
+    }
+}
+
+impl Handler<Remove> for StoreActor {
+    type Result = Result<bool, StoreError>;
+    fn handle(&mut self, msg: Remove, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| s.delete(msg.table, &msg.key))
+    }
+}
+
+impl Handler<Scan> for StoreActor {
+    type Result = Result<Vec<gossip_store::Entry>, StoreError>;
+    fn handle(&mut self, msg: Scan, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| s.range(msg.table, &[], &[0xff; 64], msg.limit))
+    }
+}
