@@ -1,5 +1,5 @@
 //! [`FeedTreeActor`]: signed feeds replicated over per-feed epidemic broadcast trees, a thin
-//! shell around [`gossip_core::tree::Tree`] with the [`StoreActor`] as its log.
+//! shell around [`gossip_core::tree::Tree`] with the store actor ([`crate::store`]) as its log.
 //!
 //! The shell's duties are the ones the core's call order names:
 //!
