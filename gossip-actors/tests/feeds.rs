@@ -111,3 +111,56 @@ async fn twenty_nodes_replicate_every_followed_feed_in_order() {
         "every node appended every message exactly once"
     );
 }
+
+#[actix::test]
+async fn a_hundred_nodes_replicate_the_first_three_messages_with_rmr_at_most_five_percent() {
+    tokio::time::pause();
+    let seed = 9;
+    let n = 100;
+    let network = SimNetwork::new(SimConfig {
+        seed,
+        ..SimConfig::default()
+    });
+    let nodes = start(&network, n, seed).await;
+    let authors: Vec<usize> = (0..10).map(|i| i * 10).collect();
+    let feeds: Vec<FeedId> = authors.iter().map(|&i| nodes[i].feed_id()).collect();
+    for node in &nodes {
+        for feed in &feeds {
+            if *feed != node.feed_id() {
+                node.follow(*feed).await.unwrap();
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for round in 0..3u64 {
+        for &i in &authors {
+            nodes[i]
+                .publish(format!("post {round}").into_bytes())
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+
+    let mut copies = 0;
+    for (i, node) in nodes.iter().enumerate() {
+        let stats = node.stats().await.unwrap();
+        // Authors append their own 3 and the other 27; everyone else all 30.
+        assert_eq!(
+            stats.feeds.appended, 30,
+            "seed {seed}: node {i} appended {} of 30",
+            stats.feeds.appended
+        );
+        copies += stats.feeds.core.messages_received;
+    }
+    // Payload RMR over the first three messages of every feed: copies received per needed
+    // copy, minus one (each of the 30 messages is needed by the 99 other nodes).
+    let needed = (30 * (n - 1)) as f64;
+    let rmr = copies as f64 / needed - 1.0;
+    println!("payload copies {copies}, needed {needed}, RMR {rmr:.4}");
+    assert!(rmr <= 0.05, "seed {seed}: RMR {rmr:.4} above 0.05");
+    for node in &nodes {
+        node.shutdown().await.unwrap();
+    }
+}
