@@ -55,6 +55,16 @@
 //!   replaced by the next peer in rotation, and the handshake sends only the feeds that
 //!   changed since the peer's stored clock. Periodic notes replace acknowledgements over
 //!   lossy datagrams, and pushes are limited per peer (backpressure).
+//! - [`reconcile`]: Scuttlebutt reconciliation (van Renesse et al., LADIS 2008; gossipmonger)
+//!   of per-node key/value state with versions, heartbeats and generations: three-step
+//!   digest → deltas + digest → deltas exchanges, scuttle-depth (or -breadth) fitting into
+//!   one datagram without version gaps, digests paged over the node-id ring plus rumours so
+//!   that thousands of nodes work with 1,400-byte datagrams, tombstones with garbage
+//!   collection and resets, restarts by generation, and gossipmonger's choice of live, dead
+//!   and seed peers.
+//! - [`flow`]: the same paper's flow control: a per-node maximum update rate enforced by a
+//!   token bucket, adapted by AIMD from the overflow of gossip messages, and re-split
+//!   pairwise between gossip partners from piggybacked rates so capacity is shared fairly.
 //!
 //! The wire shapes are in [`id`] and [`message`]; their encoding lives in `gossip-net`, and
 //! [`message::wire_bound`] lets the core size datagrams without the encoder.
@@ -72,10 +82,12 @@ pub mod config;
 pub mod dissemination;
 pub mod failure;
 pub mod feed;
+pub mod flow;
 pub mod id;
 pub mod membership;
 pub mod message;
 pub mod peers;
+pub mod reconcile;
 pub mod tree;
 
 pub use config::ConfigError;

@@ -28,6 +28,12 @@ pub enum PacketType {
     PullRequest = 4,
     /// A broadcast sent in answer to a pull request (go-gossip type 5).
     PullResponse = 5,
+    /// Scuttlebutt step 1: the initiator's digest.
+    StateDigest = 16,
+    /// Scuttlebutt step 2: the peer's deltas for the initiator and its own digest.
+    StateReply = 17,
+    /// Scuttlebutt step 3: the initiator's deltas for the peer.
+    StateDeltas = 18,
     /// A CYCLON shuffle request: up to `l` descriptors of the initiator's partial view.
     CyclonShuffle = 19,
     /// A CYCLON shuffle reply: up to `l` descriptors of the partner's partial view.
@@ -40,12 +46,15 @@ pub enum PacketType {
 
 impl PacketType {
     /// Every packet type, in wire order.
-    pub const ALL: [PacketType; 9] = [
+    pub const ALL: [PacketType; 12] = [
         PacketType::PushMessage,
         PacketType::PushAck,
         PacketType::PullSync,
         PacketType::PullRequest,
         PacketType::PullResponse,
+        PacketType::StateDigest,
+        PacketType::StateReply,
+        PacketType::StateDeltas,
         PacketType::CyclonShuffle,
         PacketType::CyclonShuffleReply,
         PacketType::TreeNotes,
@@ -70,6 +79,9 @@ impl PacketType {
             PacketType::PullSync => "pull_sync",
             PacketType::PullRequest => "pull_request",
             PacketType::PullResponse => "pull_response",
+            PacketType::StateDigest => "state_digest",
+            PacketType::StateReply => "state_reply",
+            PacketType::StateDeltas => "state_deltas",
             PacketType::CyclonShuffle => "cyclon_shuffle",
             PacketType::CyclonShuffleReply => "cyclon_shuffle_reply",
             PacketType::TreeNotes => "tree_notes",
@@ -119,6 +131,12 @@ pub enum Message {
     },
     /// Type 5: a broadcast served from the cache in answer to a `PullRequest`.
     PullResponse(Gossip),
+    /// Type 16: Scuttlebutt digest (see [`crate::reconcile`]).
+    StateDigest(crate::reconcile::Digest),
+    /// Type 17: Scuttlebutt reply (see [`crate::reconcile`]).
+    StateReply(crate::reconcile::Reply),
+    /// Type 18: Scuttlebutt deltas (see [`crate::reconcile`]).
+    StateDeltas(crate::reconcile::Deltas),
     /// Type 19: a CYCLON shuffle request (see [`crate::membership`]).
     CyclonShuffle(crate::membership::Shuffle),
     /// Type 20: a CYCLON shuffle reply (see [`crate::membership`]).
@@ -138,6 +156,9 @@ impl Message {
             Message::PullSync { .. } => PacketType::PullSync,
             Message::PullRequest { .. } => PacketType::PullRequest,
             Message::PullResponse(_) => PacketType::PullResponse,
+            Message::StateDigest(_) => PacketType::StateDigest,
+            Message::StateReply(_) => PacketType::StateReply,
+            Message::StateDeltas(_) => PacketType::StateDeltas,
             Message::CyclonShuffle(_) => PacketType::CyclonShuffle,
             Message::CyclonShuffleReply(_) => PacketType::CyclonShuffleReply,
             Message::TreeNotes(_) => PacketType::TreeNotes,
@@ -156,6 +177,9 @@ impl Message {
                 Message::PullSync { ids } | Message::PullRequest { ids } => {
                     wire_bound::LENGTH_PREFIX + ids.len() * MessageId::LEN
                 }
+                Message::StateDigest(m) => m.encoded_len_bound(),
+                Message::StateReply(m) => m.encoded_len_bound(),
+                Message::StateDeltas(m) => m.encoded_len_bound(),
                 Message::CyclonShuffle(m) => m.encoded_len_bound(),
                 Message::CyclonShuffleReply(m) => m.encoded_len_bound(),
                 Message::TreeNotes(m) => m.encoded_len_bound(),
