@@ -60,6 +60,18 @@ pub enum NodeError {
     /// The follow or unfollow failed.
     #[error(transparent)]
     Follow(#[from] crate::feeds::FollowFailed),
+    /// A key/value write was refused; the state did not change.
+    #[error(transparent)]
+    State(#[from] gossip_core::reconcile::StateError),
+    /// A waiting write failed (queue full, or refused); the state did not change.
+    #[error(transparent)]
+    Set(#[from] crate::state::SetError),
+    /// The node was built without this protocol (see `NodeConfig::protocols`).
+    #[error("the node does not run the {protocol} protocol")]
+    NotRunning {
+        /// The protocol's name.
+        protocol: &'static str,
+    },
     /// The node has shut down (or the actor's mailbox is closed).
     #[error("the node has shut down")]
     Stopped,

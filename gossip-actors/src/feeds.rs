@@ -9,10 +9,12 @@
 //!   may forward the message) and the publisher get its answer;
 //! - **store requests**: fetches for pushes, fork checks and peer clocks go to the store and
 //!   come back as core inputs;
-//! - **peers**: a tree peer is a node heard from directly (every authenticated packet is
-//!   reported by the transport), up to `target_peers`, plus any node that sends tree messages,
-//!   up to the core's `max_peers`; a node the failure detector convicts goes down, and its
-//!   clock is stored so that the next handshake sends only what changed;
+//! - **peers**: every second the actor tops its tree peers up to `target_peers`, drawn
+//!   uniformly at random from discovery's known peers (CYCLON's partial view is a random graph,
+//!   so the trees' overlay is connected; taking the first nodes heard instead splits it into
+//!   clusters); any node that sends tree messages becomes a peer too (links are symmetric), up
+//!   to the core's `max_peers`; a node the failure detector convicts goes down, and its clock
+//!   is stored so that the next handshake sends only what changed;
 //! - **follows** are persisted in the store's `follows` table and restored at start.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -27,12 +29,14 @@ use gossip_core::tree::{PublishError, StoreRequest, Tree, TreeEvent, TreeMessage
 use gossip_core::{Message, NodeId};
 use gossip_crypto::Identity;
 use gossip_store::StoreError;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::dissemination::NodeEvent;
 use crate::failure::Liveness;
-use crate::messages::{InboundMessage, PeerStatus, SendMessage, Shutdown};
+use crate::messages::{InboundMessage, KnownPeers, SendMessage, Shutdown};
 use crate::store::{Append, Fetch, GetClock, MessageAt, PutClock, StoreAddr};
 
 /// The store table that remembers followed feeds (key: the feed id, value: empty).
@@ -178,6 +182,8 @@ pub struct FeedTreeActor {
     store: StoreAddr,
     events: broadcast::Sender<NodeEvent>,
     clock: WallClock,
+    discovery: Recipient<KnownPeers>,
+    rng: StdRng,
     target_peers: usize,
     peers: BTreeMap<NodeId, SocketAddr>,
     pending_up: BTreeSet<NodeId>,
@@ -189,7 +195,7 @@ pub struct FeedTreeActor {
 
 impl FeedTreeActor {
     /// A shell around `core` (already following the persisted feeds) for the node whose
-    /// identity is `identity`.
+    /// identity is `identity`, drawing up to `target_peers` tree peers from `discovery`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         core: Tree<StdRng>,
@@ -198,6 +204,8 @@ impl FeedTreeActor {
         store: StoreAddr,
         events: broadcast::Sender<NodeEvent>,
         clock: WallClock,
+        discovery: Recipient<KnownPeers>,
+        rng_seed: u64,
         target_peers: usize,
     ) -> Self {
         FeedTreeActor {
@@ -207,6 +215,8 @@ impl FeedTreeActor {
             store,
             events,
             clock,
+            discovery,
+            rng: StdRng::seed_from_u64(rng_seed),
             target_peers,
             peers: BTreeMap::new(),
             pending_up: BTreeSet::new(),
@@ -244,6 +254,39 @@ impl FeedTreeActor {
                     Err(err) => tracing::debug!(node = %node.short(), %err, "tree peer refused"),
                 }
                 act.drain(ctx);
+            });
+        ctx.spawn(fut);
+    }
+
+    /// Tops the tree peers up to `target_peers` with known peers drawn uniformly at random.
+    fn top_up(&mut self, ctx: &mut Context<Self>) {
+        let wanted = self
+            .target_peers
+            .saturating_sub(self.peers.len() + self.pending_up.len());
+        if wanted == 0 {
+            return;
+        }
+        let fut = self
+            .discovery
+            .send(KnownPeers)
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let Ok(known) = result else { return };
+                let local = act.core.local_id();
+                let candidates: Vec<(NodeId, SocketAddr)> = known
+                    .into_iter()
+                    .filter_map(|p| p.node_id.map(|id| (id, p.addr)))
+                    .filter(|(id, _)| {
+                        *id != local && !act.peers.contains_key(id) && !act.pending_up.contains(id)
+                    })
+                    .collect();
+                let chosen: Vec<(NodeId, SocketAddr)> = candidates
+                    .choose_multiple(&mut act.rng, wanted)
+                    .copied()
+                    .collect();
+                for (node, addr) in chosen {
+                    act.peer_up(node, addr, ctx);
+                }
             });
         ctx.spawn(fut);
     }
@@ -429,8 +472,12 @@ impl Actor for FeedTreeActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
         self.drain(ctx);
+        ctx.run_interval(PEER_MAINTENANCE_INTERVAL, |act, ctx| act.top_up(ctx));
     }
 }
+
+/// How often the tree peers are topped up from discovery.
+pub const PEER_MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Handler<InboundMessage> for FeedTreeActor {
     type Result = ();
@@ -449,19 +496,6 @@ impl Handler<InboundMessage> for FeedTreeActor {
             _ => return,
         }
         self.drain(ctx);
-    }
-}
-
-impl Handler<PeerStatus> for FeedTreeActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: PeerStatus, ctx: &mut Context<Self>) {
-        if let PeerStatus::Seen { addr, node_id, .. } = msg
-            && !self.peers.contains_key(&node_id)
-            && self.peers.len() + self.pending_up.len() < self.target_peers
-        {
-            self.peer_up(node_id, addr, ctx);
-        }
     }
 }
 

@@ -23,6 +23,9 @@ use crate::dissemination::{
     Broadcast, DisseminationActor, DisseminationActorStats, GetDisseminationStats, NodeEvent,
 };
 use crate::error::{NodeError, StartError};
+use crate::failure::{
+    FailureActorStats, FailureDetectorActor, GetFailureStats, Liveness, RegisterLiveness,
+};
 use crate::feeds::{
     FOLLOWS_TABLE, FeedActorStats, FeedTreeActor, Follow, GetFeedStats, Publish, Published,
     Unfollow, WallClock, system_clock,
@@ -32,8 +35,15 @@ use crate::messages::{
     DiscoveryRecipients, GetTransportStats, KnownPeers, PeerStatus, PeerSummary, RegisterObserver,
     RegisterRoute, Shutdown,
 };
+use crate::state::{
+    DeleteKey, FlowActorStats, FlowControlActor, GetFlowStats, GetNodeState, GetStateStats,
+    GetValue, ListNodes, Set, StateActor, StateActorStats, TrySet, TryWrite,
+};
 use crate::store::{Fetch, Latest, Scan, StoreAddr};
 use crate::transport::{FaultInjection, Socket, TransportActor, TransportStats};
+use gossip_core::PacketType;
+use gossip_core::failure::{FailureConfig, FailureDetector};
+use gossip_core::reconcile::{NodeStateView, Reconcile, ReconcileConfig};
 
 /// Everything tunable about a node. Each protocol's fields are documented (unit, bound,
 /// source) on its own config struct.
@@ -52,9 +62,41 @@ pub struct NodeConfig {
     /// Per-feed broadcast tree parameters. Its `max_envelope_len` is set by the node from
     /// `max_datagram` and the cipher.
     pub tree: TreeConfig,
-    /// Nodes heard from directly that become tree peers without having spoken about feeds
-    /// first: 8 (ssb-ebt replicates over a handful of connections).
+    /// Tree peers drawn at random from discovery's known peers: 8 (ssb-ebt replicates over a
+    /// handful of connections); peers that open a tree link to this node come on top.
     pub tree_target_peers: usize,
+    /// Scuttlebutt key/value reconciliation and AIMD flow control. Its `max_envelope_len` is
+    /// set by the node from `max_datagram` and the cipher.
+    pub state: ReconcileConfig,
+    /// Phi-accrual failure detection (runs with the state protocol, whose gossip keeps every
+    /// node's heartbeat moving).
+    pub failure: FailureConfig,
+    /// Updates that [`NodeHandle::set`] queues while the update rate refuses them: 1,024.
+    pub set_queue_capacity: usize,
+    /// Which protocols the node runs.
+    pub protocols: Protocols,
+}
+
+/// Which protocol actors a node starts. The transport and discovery always run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protocols {
+    /// Push / ack / pull-sync broadcast ([`NodeHandle::broadcast`]).
+    pub dissemination: bool,
+    /// Scuttlebutt key/value state with flow control, and the failure detector
+    /// ([`NodeHandle::set`], `PeerDead` / `PeerLive` events).
+    pub state: bool,
+    /// Signed feeds over per-feed broadcast trees ([`NodeHandle::publish`]).
+    pub feeds: bool,
+}
+
+impl Default for Protocols {
+    fn default() -> Self {
+        Protocols {
+            dissemination: true,
+            state: true,
+            feeds: true,
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -66,6 +108,10 @@ impl Default for NodeConfig {
             event_capacity: 4_096,
             tree: TreeConfig::default(),
             tree_target_peers: 8,
+            state: ReconcileConfig::default(),
+            failure: FailureConfig::default(),
+            set_queue_capacity: 1_024,
+            protocols: Protocols::default(),
         }
     }
 }
@@ -322,35 +368,94 @@ impl NodeBuilder {
         tracing::debug!(feeds = follows, "feeds restored");
 
         let (events, _) = broadcast::channel(self.config.event_capacity.max(1));
-        let dissemination = DisseminationActor::new(
-            core,
-            transport.clone().recipient(),
-            discovery.clone(),
-            events.clone(),
-        )
-        .start();
-
-        let feeds = FeedTreeActor::new(
-            tree_core,
-            Arc::clone(&identity),
-            transport.clone().recipient(),
-            store.clone(),
-            events.clone(),
-            self.clock.unwrap_or_else(system_clock),
-            self.config.tree_target_peers,
-        )
-        .start();
-
-        let handle = NodeHandle {
+        let protocols = self.config.protocols;
+        let clock = self.clock.unwrap_or_else(system_clock);
+        let mut handle = NodeHandle {
             node_id,
             local_addr,
-            transport,
-            dissemination,
-            discovery,
-            feeds,
-            store,
-            events,
+            transport: transport.clone(),
+            dissemination: None,
+            discovery: discovery.clone(),
+            feeds: None,
+            state: None,
+            flow: None,
+            failure: None,
+            store: store.clone(),
+            events: events.clone(),
         };
+
+        if protocols.dissemination {
+            handle.dissemination = Some(
+                DisseminationActor::new(
+                    core,
+                    transport.clone().recipient(),
+                    discovery.clone(),
+                    events.clone(),
+                )
+                .start(),
+            );
+        }
+
+        if protocols.state {
+            let mut state_config = self.config.state.clone();
+            state_config.max_envelope_len = encoder_envelope_len;
+            let generation = clock();
+            let built = Reconcile::new(
+                node_id,
+                local_addr,
+                generation,
+                Vec::new(),
+                state_config,
+                StdRng::seed_from_u64(master.random()),
+                now,
+            )
+            .and_then(|reconcile| {
+                FailureDetector::new(self.config.failure.clone(), now).map(|fd| (reconcile, fd))
+            });
+            let (reconcile, detector) = match built {
+                Ok(built) => built,
+                Err(err) => {
+                    let _ = handle.shutdown().await;
+                    return Err(err.into());
+                }
+            };
+            let failure = FailureDetectorActor::new(detector, node_id, events.clone()).start();
+            let state = StateActor::new(
+                reconcile,
+                transport.clone().recipient(),
+                Some(failure.clone().recipient()),
+                Some(discovery.peer_status.clone()),
+                events.clone(),
+            )
+            .start();
+            let flow = FlowControlActor::new(
+                state.clone().recipient(),
+                state.clone().recipient(),
+                self.config.set_queue_capacity,
+            )
+            .start();
+            handle.failure = Some(failure);
+            handle.state = Some(state);
+            handle.flow = Some(flow);
+        }
+
+        if protocols.feeds {
+            handle.feeds = Some(
+                FeedTreeActor::new(
+                    tree_core,
+                    Arc::clone(&identity),
+                    transport.clone().recipient(),
+                    store.clone(),
+                    events.clone(),
+                    clock,
+                    discovery.known_peers.clone(),
+                    master.random(),
+                    self.config.tree_target_peers,
+                )
+                .start(),
+            );
+        }
+
         if handle.register(started.routes).await.is_err() {
             let _ = handle.shutdown().await;
             return Err(StartError::Bind {
@@ -371,6 +476,12 @@ pub struct NodeStats {
     pub dissemination: DisseminationActorStats,
     /// Feed replication: appends, notes, pushes, rejections.
     pub feeds: FeedActorStats,
+    /// Key/value reconciliation and the update rate.
+    pub state: StateActorStats,
+    /// Updates waiting for the rate.
+    pub flow: FlowActorStats,
+    /// Failure detection: convictions, revivals, stalls.
+    pub failure: FailureActorStats,
 }
 
 impl NodeStats {
@@ -405,9 +516,12 @@ pub struct NodeHandle {
     node_id: NodeId,
     local_addr: SocketAddr,
     transport: Addr<TransportActor>,
-    dissemination: Addr<DisseminationActor>,
+    dissemination: Option<Addr<DisseminationActor>>,
     discovery: DiscoveryRecipients,
-    feeds: Addr<FeedTreeActor>,
+    feeds: Option<Addr<FeedTreeActor>>,
+    state: Option<Addr<StateActor>>,
+    flow: Option<Addr<FlowControlActor>>,
+    failure: Option<Addr<FailureDetectorActor>>,
     store: StoreAddr,
     events: broadcast::Sender<NodeEvent>,
 }
@@ -424,45 +538,53 @@ impl std::fmt::Debug for NodeHandle {
 impl NodeHandle {
     async fn register(
         &self,
-        discovery_routes: Vec<(gossip_core::PacketType, Recipient<InboundMessage>)>,
+        discovery_routes: Vec<(PacketType, Recipient<InboundMessage>)>,
     ) -> Result<(), MailboxError> {
-        use gossip_core::PacketType;
-        self.transport
-            .send(RegisterRoute {
-                kinds: vec![
-                    PacketType::PushMessage,
-                    PacketType::PushAck,
-                    PacketType::PullSync,
-                    PacketType::PullRequest,
-                    PacketType::PullResponse,
-                ],
-                recipient: self.dissemination.clone().recipient(),
-            })
-            .await?;
-        self.transport
-            .send(RegisterRoute {
-                kinds: vec![PacketType::TreeNotes, PacketType::TreeBatch],
-                recipient: self.feeds.clone().recipient(),
-            })
-            .await?;
-        self.transport
-            .send(RegisterObserver {
-                recipient: self.feeds.clone().recipient(),
-            })
-            .await?;
-        for (kind, recipient) in discovery_routes {
-            self.transport
-                .send(RegisterRoute {
-                    kinds: vec![kind],
-                    recipient,
-                })
-                .await?;
+        let route = |kinds: Vec<PacketType>, recipient: Recipient<InboundMessage>| {
+            self.transport.send(RegisterRoute { kinds, recipient })
+        };
+        let observe =
+            |recipient: Recipient<PeerStatus>| self.transport.send(RegisterObserver { recipient });
+        if let Some(dissemination) = &self.dissemination {
+            let kinds = vec![
+                PacketType::PushMessage,
+                PacketType::PushAck,
+                PacketType::PullSync,
+                PacketType::PullRequest,
+                PacketType::PullResponse,
+            ];
+            route(kinds, dissemination.clone().recipient()).await?;
         }
-        self.transport
-            .send(RegisterObserver {
-                recipient: self.discovery.peer_status.clone(),
-            })
-            .await?;
+        if let Some(feeds) = &self.feeds {
+            let kinds = vec![PacketType::TreeNotes, PacketType::TreeBatch];
+            route(kinds, feeds.clone().recipient()).await?;
+        }
+        if let Some(state) = &self.state {
+            let kinds = vec![
+                PacketType::StateDigest,
+                PacketType::StateReply,
+                PacketType::StateDeltas,
+            ];
+            route(kinds, state.clone().recipient()).await?;
+            observe(state.clone().recipient()).await?;
+        }
+        for (kind, recipient) in discovery_routes {
+            route(vec![kind], recipient).await?;
+        }
+        observe(self.discovery.peer_status.clone()).await?;
+        if let Some(failure) = &self.failure {
+            observe(failure.clone().recipient()).await?;
+            let mut liveness: Vec<Recipient<Liveness>> = vec![self.discovery.liveness.clone()];
+            if let Some(state) = &self.state {
+                liveness.push(state.clone().recipient());
+            }
+            if let Some(feeds) = &self.feeds {
+                liveness.push(feeds.clone().recipient());
+            }
+            for recipient in liveness {
+                failure.send(RegisterLiveness { recipient }).await?;
+            }
+        }
         Ok(())
     }
 
@@ -484,7 +606,8 @@ impl NodeHandle {
     /// (the error names both sizes; nothing is sent); [`NodeError::Stopped`] after shutdown.
     pub async fn broadcast(&self, payload: impl Into<Bytes>) -> Result<MessageId, NodeError> {
         let payload = payload.into();
-        Ok(self.dissemination.send(Broadcast { payload }).await??)
+        let dissemination = running(&self.dissemination, "dissemination")?;
+        Ok(dissemination.send(Broadcast { payload }).await??)
     }
 
     /// A receiver of every event from now on. It buffers `event_capacity` events; a receiver
@@ -499,25 +622,136 @@ impl NodeHandle {
     /// [`NodeError::Stopped`] after shutdown.
     pub async fn stats(&self) -> Result<NodeStats, NodeError> {
         let transport = self.transport.send(GetTransportStats).await?;
-        let dissemination = self.dissemination.send(GetDisseminationStats).await?;
-        let feeds = self.feeds.send(GetFeedStats).await?;
-        Ok(NodeStats {
+        let mut stats = NodeStats {
             transport,
-            dissemination,
-            feeds,
-        })
+            ..NodeStats::default()
+        };
+        if let Some(dissemination) = &self.dissemination {
+            stats.dissemination = dissemination.send(GetDisseminationStats).await?;
+        }
+        if let Some(feeds) = &self.feeds {
+            stats.feeds = feeds.send(GetFeedStats).await?;
+        }
+        if let Some(state) = &self.state {
+            stats.state = state.send(GetStateStats).await?;
+        }
+        if let Some(flow) = &self.flow {
+            stats.flow = flow.send(GetFlowStats).await?;
+        }
+        if let Some(failure) = &self.failure {
+            stats.failure = failure.send(GetFailureStats).await?;
+        }
+        Ok(stats)
     }
 
-    /// Tells discovery about a peer.
+    /// Tells discovery (and the state protocol, as a seed) about a peer.
     ///
     /// # Errors
     /// [`NodeError::Stopped`] after shutdown.
     pub async fn add_peer(&self, addr: SocketAddr) -> Result<(), NodeError> {
+        if let Some(state) = &self.state {
+            state.send(PeerStatus::Add { addr }).await?;
+        }
         Ok(self
             .discovery
             .peer_status
             .send(PeerStatus::Add { addr })
             .await?)
+    }
+
+    /// A receiver of every event from now on (the same as [`subscribe`](Self::subscribe)):
+    /// `Delivered`, `NewPeer`, `PeerDead`, `PeerLive`, `Update`, `FeedMessage`, `FeedForked`.
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Sets this node's `key` to `value` in the replicated key/value state, waiting (in a
+    /// bounded queue, in order) while the AIMD update rate refuses it. Returns the version.
+    ///
+    /// # Errors
+    /// [`NodeError::Set`]: the key is too long or the value too large (naming both sizes), too
+    /// many keys, or `set_queue_capacity` updates already wait; [`NodeError::NotRunning`]
+    /// without the state protocol; [`NodeError::Stopped`] after shutdown.
+    pub async fn set(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Bytes>,
+    ) -> Result<u64, NodeError> {
+        let flow = running(&self.flow, "state")?;
+        let set = Set {
+            key: key.into(),
+            value: value.into(),
+        };
+        Ok(flow.send(set).await??)
+    }
+
+    /// Sets `key` now, or refuses: unlike [`set`](Self::set) it does not wait for the update
+    /// rate.
+    ///
+    /// # Errors
+    /// [`NodeError::Set`] with [`crate::state::SetError::State`] holding
+    /// [`gossip_core::reconcile::StateError::Backpressure`] (and when to retry) above the
+    /// current rate, with [`crate::state::SetError::Waiting`] while earlier `set`s or `delete`s still wait
+    /// (it would overtake them), or for a key or value too large; as [`set`](Self::set)
+    /// otherwise.
+    pub async fn try_set(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Bytes>,
+    ) -> Result<u64, NodeError> {
+        let flow = running(&self.flow, "state")?;
+        let set = TrySet {
+            key: key.into(),
+            value: value.into(),
+        };
+        Ok(flow.send(TryWrite(set)).await??)
+    }
+
+    /// Deletes this node's `key` (a tombstone, collected after the grace period), waiting in
+    /// order behind earlier writes like [`set`](Self::set). Returns the version taken, or
+    /// `None` if the key held no value.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set).
+    pub async fn delete(&self, key: impl Into<String>) -> Result<Option<u64>, NodeError> {
+        let flow = running(&self.flow, "state")?;
+        Ok(flow.send(DeleteKey { key: key.into() }).await??)
+    }
+
+    /// `node`'s value of `key` as held here, with its version.
+    ///
+    /// # Errors
+    /// [`NodeError::NotRunning`] without the state protocol; [`NodeError::Stopped`].
+    pub async fn get(
+        &self,
+        node: NodeId,
+        key: impl Into<String>,
+    ) -> Result<Option<(Bytes, u64)>, NodeError> {
+        let state = running(&self.state, "state")?;
+        Ok(state
+            .send(GetValue {
+                node,
+                key: key.into(),
+            })
+            .await?)
+    }
+
+    /// Everything held here of `node`'s state (generation, heartbeat, versions, live values).
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub async fn state(&self, node: NodeId) -> Result<Option<NodeStateView>, NodeError> {
+        let state = running(&self.state, "state")?;
+        Ok(state.send(GetNodeState { node }).await?)
+    }
+
+    /// Every node whose state is held here, this one included, sorted.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub async fn nodes(&self) -> Result<Vec<NodeId>, NodeError> {
+        let state = running(&self.state, "state")?;
+        Ok(state.send(ListNodes).await?)
     }
 
     /// The peers discovery knows, in address order.
@@ -542,7 +776,8 @@ impl NodeHandle {
     /// shutdown.
     pub async fn publish(&self, content: impl Into<Bytes>) -> Result<Published, NodeError> {
         let content = content.into();
-        Ok(self.feeds.send(Publish { content }).await??)
+        let feeds = running(&self.feeds, "feeds")?;
+        Ok(feeds.send(Publish { content }).await??)
     }
 
     /// Replicates `feed` from now on (persisted in the store). Returns `true` if it was not
@@ -552,7 +787,8 @@ impl NodeHandle {
     /// [`NodeError::Follow`] when too many feeds are followed or the store fails;
     /// [`NodeError::Stopped`] after shutdown.
     pub async fn follow(&self, feed: FeedId) -> Result<bool, NodeError> {
-        Ok(self.feeds.send(Follow(feed)).await??)
+        let feeds = running(&self.feeds, "feeds")?;
+        Ok(feeds.send(Follow(feed)).await??)
     }
 
     /// Stops replicating `feed` (its log is kept). Returns `true` if it was followed.
@@ -560,7 +796,8 @@ impl NodeHandle {
     /// # Errors
     /// As [`follow`](Self::follow).
     pub async fn unfollow(&self, feed: FeedId) -> Result<bool, NodeError> {
-        Ok(self.feeds.send(Unfollow(feed)).await??)
+        let feeds = running(&self.feeds, "feeds")?;
+        Ok(feeds.send(Unfollow(feed)).await??)
     }
 
     /// The messages of `feed` from sequence `from_seq` on, in sequence order: first those in
@@ -585,8 +822,21 @@ impl NodeHandle {
     /// # Errors
     /// None today; the `Result` leaves room for stores that flush on shutdown.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
-        let _ = self.feeds.send(Shutdown).await;
-        let _ = self.dissemination.send(Shutdown).await;
+        if let Some(feeds) = &self.feeds {
+            let _ = feeds.send(Shutdown).await;
+        }
+        if let Some(flow) = &self.flow {
+            let _ = flow.send(Shutdown).await;
+        }
+        if let Some(state) = &self.state {
+            let _ = state.send(Shutdown).await;
+        }
+        if let Some(failure) = &self.failure {
+            let _ = failure.send(Shutdown).await;
+        }
+        if let Some(dissemination) = &self.dissemination {
+            let _ = dissemination.send(Shutdown).await;
+        }
         let _ = self.discovery.shutdown.send(Shutdown).await;
         let _ = self.transport.send(Shutdown).await;
         Ok(())
@@ -712,4 +962,11 @@ fn feed_stream(
             }
         }
     })
+}
+
+fn running<'a, A: Actor>(
+    addr: &'a Option<Addr<A>>,
+    protocol: &'static str,
+) -> Result<&'a Addr<A>, NodeError> {
+    addr.as_ref().ok_or(NodeError::NotRunning { protocol })
 }

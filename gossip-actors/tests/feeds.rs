@@ -69,6 +69,20 @@ async fn twenty_nodes_replicate_every_followed_feed_in_order() {
     }
     tokio::time::sleep(Duration::from_secs(60)).await;
 
+    if std::env::var("GOSSIP_DEBUG").is_ok() {
+        for (i, node) in nodes.iter().enumerate() {
+            let stats = node.stats().await.unwrap();
+            eprintln!(
+                "node {i}: convictions {} revivals {} peers_up {} appended {} grafts {} state rounds {}",
+                stats.failure.core.convictions,
+                stats.failure.core.revivals,
+                stats.feeds.peers_up,
+                stats.feeds.appended,
+                stats.feeds.core.grafts,
+                stats.state.core.rounds,
+            );
+        }
+    }
     for (i, rx) in receivers.iter_mut().enumerate() {
         let mut per_feed: BTreeMap<FeedId, Vec<u64>> = BTreeMap::new();
         while let Ok(event) = rx.try_recv() {

@@ -114,6 +114,9 @@ impl StateMessage {
     }
 }
 
+/// Most seed addresses a [`Reconcile`] holds (constructor and [`Reconcile::add_seed`]).
+pub const MAX_SEEDS: usize = 256;
+
 /// A message to send, produced by [`Reconcile::poll_transmit`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateTransmit {
@@ -249,6 +252,8 @@ pub struct NodeStateView {
 pub struct ReconcileStats {
     /// Gossip rounds run.
     pub rounds: u64,
+    /// Seeds not added by [`Reconcile::add_seed`] because [`MAX_SEEDS`] are held.
+    pub seeds_refused: u64,
     /// Rounds in which no peer and no seed was available.
     pub idle_rounds: u64,
     /// Digests sent to a seed (fewer than `minimum_live_peers` live, or Cassandra's random
@@ -594,6 +599,7 @@ impl<R: Rng> Reconcile<R> {
         seeds.sort();
         seeds.dedup();
         seeds.retain(|s| *s != local_addr);
+        seeds.truncate(MAX_SEEDS);
         let mut nodes = BTreeMap::new();
         nodes.insert(local, NodeState::new(generation, 0, local_addr, now));
         let max = u64::try_from(config.gossip_interval.as_nanos()).unwrap_or(u64::MAX);
@@ -646,6 +652,27 @@ impl<R: Rng> Reconcile<R> {
     /// The seed addresses (sorted, without the local address).
     pub fn seeds(&self) -> &[SocketAddr] {
         &self.seeds
+    }
+
+    /// Application command: adds `addr` as a seed (for example a peer named by the operator, or
+    /// the source of an authenticated packet from a node this core does not know yet). Returns
+    /// `true` if it was added; the local address, a known seed, or a seed beyond [`MAX_SEEDS`]
+    /// is not (the last is counted in [`ReconcileStats::seeds_refused`]).
+    pub fn add_seed(&mut self, addr: SocketAddr) -> bool {
+        if addr == self.local_addr {
+            return false;
+        }
+        match self.seeds.binary_search(&addr) {
+            Ok(_) => false,
+            Err(_) if self.seeds.len() >= MAX_SEEDS => {
+                self.stats.seeds_refused += 1;
+                false
+            }
+            Err(at) => {
+                self.seeds.insert(at, addr);
+                true
+            }
+        }
     }
 
     /// Counters since construction.

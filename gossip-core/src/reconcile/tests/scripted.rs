@@ -823,3 +823,30 @@ fn rates_are_re_split_on_every_exchange() {
     assert_eq!(b.flow().stats().splits, 1);
     assert_eq!(a.flow().stats().assignments, 1);
 }
+
+#[test]
+fn add_seed_skips_self_and_duplicates_and_is_bounded() {
+    use crate::reconcile::MAX_SEEDS;
+    use rand::SeedableRng;
+    let local: std::net::SocketAddr = "10.0.0.1:7000".parse().unwrap();
+    let mut core = Reconcile::new(
+        NodeId([1; 32]),
+        local,
+        1,
+        vec![],
+        ReconcileConfig::default(),
+        StdRng::seed_from_u64(1),
+        t0(),
+    )
+    .unwrap();
+    assert!(!core.add_seed(local));
+    let seed: std::net::SocketAddr = "10.0.0.2:7000".parse().unwrap();
+    assert!(core.add_seed(seed));
+    assert!(!core.add_seed(seed));
+    for port in 0..(MAX_SEEDS as u16 + 10) {
+        core.add_seed(std::net::SocketAddr::from(([10, 0, 1, 1], port)));
+    }
+    assert_eq!(core.seeds().len(), MAX_SEEDS);
+    assert_eq!(core.stats().seeds_refused, 11);
+    assert!(core.seeds().windows(2).all(|w| w[0] < w[1]), "kept sorted");
+}
