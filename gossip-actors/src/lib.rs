@@ -24,6 +24,8 @@
 //! caller, so call `start` inside an actix system (`#[actix::main]`, `#[actix::test]`).
 #![deny(missing_docs)]
 
+#[cfg(feature = "dht")]
+pub mod dht;
 pub mod discovery;
 pub mod dissemination;
 pub mod error;
@@ -35,6 +37,8 @@ pub mod state;
 pub mod store;
 pub mod transport;
 
+#[cfg(feature = "dht")]
+pub use dht::{DhtConfig, DhtDiscovery, DhtError, DhtStats};
 pub use discovery::{
     CyclonDiscovery, Discovery, DiscoveryContext, StartedDiscovery, StaticDiscovery,
 };
