@@ -51,6 +51,9 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
+    /// The transport refused the message (it does not fit one datagram); nothing was sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
     /// The broadcast was refused; nothing was sent.
     #[error(transparent)]
     Broadcast(#[from] BroadcastError),

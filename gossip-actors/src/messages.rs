@@ -52,6 +52,19 @@ pub struct RegisterRoute {
     pub recipient: Recipient<InboundMessage>,
 }
 
+/// Route inbound [`Message::Application`](gossip_core::Message::Application) messages of
+/// application `kind` to `recipient` (replacing an earlier route for the same kind). Handled by
+/// the transport. This is how a user-written actor speaks its own protocol over the node's
+/// encrypted transport.
+#[derive(ActixMessage, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct RegisterApp {
+    /// The application's message kind.
+    pub kind: u16,
+    /// Who receives them (through `try_send`: a full mailbox drops and counts).
+    pub recipient: Recipient<InboundMessage>,
+}
+
 /// Tell `recipient` about every authenticated packet (sender and source address). Used by
 /// discovery today and by the failure detector later: every authenticated packet is a
 /// heartbeat.

@@ -30,11 +30,11 @@ use crate::feeds::{
     FOLLOWS_TABLE, FeedActorStats, FeedTreeActor, Follow, GetFeedStats, Publish, Published,
     Unfollow, WallClock, system_clock,
 };
-use crate::messages::InboundMessage;
 use crate::messages::{
     DiscoveryRecipients, GetTransportStats, KnownPeers, PeerStatus, PeerSummary, RegisterObserver,
     RegisterRoute, Shutdown,
 };
+use crate::messages::{InboundMessage, RegisterApp, SendMessage};
 use crate::state::{
     DeleteKey, FlowActorStats, FlowControlActor, GetFlowStats, GetNodeState, GetStateStats,
     GetValue, ListNodes, Set, StateActor, StateActorStats, TrySet, TryWrite,
@@ -657,6 +657,44 @@ impl NodeHandle {
             .peer_status
             .send(PeerStatus::Add { addr })
             .await?)
+    }
+
+    /// Routes inbound application messages of `kind` to `recipient`: the seam for an actor of
+    /// your own that speaks its own protocol beside the built-in ones, over the same sealed
+    /// transport. Its replies go out with [`send_app`](Self::send_app) or through
+    /// [`transport`](Self::transport).
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn register_app(
+        &self,
+        kind: u16,
+        recipient: Recipient<InboundMessage>,
+    ) -> Result<(), NodeError> {
+        Ok(self.transport.send(RegisterApp { kind, recipient }).await?)
+    }
+
+    /// Sends an application message of `kind` to the node at `to`, sealed like every other.
+    ///
+    /// # Errors
+    /// [`NodeError::Send`] when the payload does not fit one datagram (both sizes named);
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn send_app(
+        &self,
+        to: SocketAddr,
+        kind: u16,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), NodeError> {
+        let message = gossip_core::Message::Application(gossip_core::AppMessage {
+            kind,
+            payload: payload.into(),
+        });
+        Ok(self.transport.send(SendMessage { to, message }).await??)
+    }
+
+    /// The node's transport, for actors of your own that send protocol messages.
+    pub fn transport(&self) -> Recipient<SendMessage> {
+        self.transport.clone().recipient()
     }
 
     /// A receiver of every event from now on (the same as [`subscribe`](Self::subscribe)):

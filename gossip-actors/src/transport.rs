@@ -31,8 +31,8 @@ use tokio_util::udp::UdpFramed;
 
 use crate::error::SendError;
 use crate::messages::{
-    GetTransportStats, InboundMessage, PeerStatus, RegisterObserver, RegisterRoute, SendMessage,
-    Shutdown,
+    GetTransportStats, InboundMessage, PeerStatus, RegisterApp, RegisterObserver, RegisterRoute,
+    SendMessage, Shutdown,
 };
 
 /// Deliberate faults for tests and demonstrations. Off by default; never enable in
@@ -172,6 +172,7 @@ pub struct TransportActor {
     encoder: PacketCodec,
     decoder: Option<PacketCodec>,
     routes: BTreeMap<PacketType, Recipient<InboundMessage>>,
+    app_routes: BTreeMap<u16, Recipient<InboundMessage>>,
     observers: Vec<Recipient<PeerStatus>>,
     fault: FaultInjection,
     rng: StdRng,
@@ -210,6 +211,7 @@ impl TransportActor {
             encoder,
             decoder: Some(decoder),
             routes: BTreeMap::new(),
+            app_routes: BTreeMap::new(),
             observers: Vec::new(),
             fault,
             rng: StdRng::seed_from_u64(rng_seed),
@@ -282,7 +284,15 @@ impl TransportActor {
                 at: received_at,
             });
         }
-        let Some(route) = self.routes.get(&kind) else {
+        let app_kind = match &envelope.message {
+            gossip_core::Message::Application(app) => Some(app.kind),
+            _ => None,
+        };
+        let route = match app_kind {
+            Some(app) => self.app_routes.get(&app),
+            None => self.routes.get(&kind),
+        };
+        let Some(route) = route else {
             self.stats.unrouted += 1;
             return;
         };
@@ -297,7 +307,10 @@ impl TransportActor {
             Err(actix::prelude::SendError::Full(_)) => self.stats.mailbox_full += 1,
             Err(actix::prelude::SendError::Closed(_)) => {
                 self.stats.unrouted += 1;
-                self.routes.remove(&kind);
+                match app_kind {
+                    Some(app) => self.app_routes.remove(&app),
+                    None => self.routes.remove(&kind),
+                };
             }
         }
     }
@@ -368,6 +381,14 @@ impl Handler<RegisterRoute> for TransportActor {
         for kind in msg.kinds {
             self.routes.insert(kind, msg.recipient.clone());
         }
+    }
+}
+
+impl Handler<RegisterApp> for TransportActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterApp, _: &mut Context<Self>) {
+        self.app_routes.insert(msg.kind, msg.recipient);
     }
 }
 

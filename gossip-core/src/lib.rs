@@ -92,7 +92,7 @@ pub mod tree;
 
 pub use config::ConfigError;
 pub use id::{MessageId, NodeId};
-pub use message::{Envelope, Gossip, Message, PacketType};
+pub use message::{AppMessage, Envelope, Gossip, Message, PacketType};
 
 #[cfg(test)]
 pub(crate) mod test_util {

@@ -2,7 +2,7 @@
 //!
 //! The numbering of [`PacketType`] follows go-gossip (1 PushMessage .. 5 PullResponse); the
 //! protocols added since take types from 16 up: 16-18 Scuttlebutt state, 19-20 CYCLON
-//! membership, 21-22 per-feed broadcast trees. The
+//! membership, 21-22 per-feed broadcast trees, 64 application messages. The
 //! encoding itself lives in `gossip-net` (one encode/decode pair); this module only gives the
 //! shapes and a conservative upper bound on their encoded size so that senders can split
 //! batches to fit a datagram without knowing the encoder.
@@ -42,11 +42,14 @@ pub enum PacketType {
     TreeNotes = 21,
     /// A batch of signed feed messages, in sequence order per feed.
     TreeBatch = 22,
+    /// An application's own message ([`AppMessage`]), routed by its `kind` to the actor that
+    /// registered for it.
+    Application = 64,
 }
 
 impl PacketType {
     /// Every packet type, in wire order.
-    pub const ALL: [PacketType; 12] = [
+    pub const ALL: [PacketType; 13] = [
         PacketType::PushMessage,
         PacketType::PushAck,
         PacketType::PullSync,
@@ -59,6 +62,7 @@ impl PacketType {
         PacketType::CyclonShuffleReply,
         PacketType::TreeNotes,
         PacketType::TreeBatch,
+        PacketType::Application,
     ];
 
     /// Parses the label's type byte; `None` for a byte no packet type uses.
@@ -86,6 +90,7 @@ impl PacketType {
             PacketType::CyclonShuffleReply => "cyclon_shuffle_reply",
             PacketType::TreeNotes => "tree_notes",
             PacketType::TreeBatch => "tree_batch",
+            PacketType::Application => "application",
         }
     }
 }
@@ -145,6 +150,19 @@ pub enum Message {
     TreeNotes(crate::tree::Notes),
     /// Type 22: signed feed messages (see [`crate::tree`]).
     TreeBatch(crate::tree::FeedBatch),
+    /// Type 64: an application's own message, opaque to the framework.
+    Application(AppMessage),
+}
+
+/// An application's own message: a `kind` chosen by the application (the transport routes it
+/// to the actor registered for that kind) and opaque bytes. It travels sealed like every other
+/// message, so only holders of the cluster key can send or read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppMessage {
+    /// The application's message kind.
+    pub kind: u16,
+    /// The application's bytes.
+    pub payload: Bytes,
 }
 
 impl Message {
@@ -163,6 +181,7 @@ impl Message {
             Message::CyclonShuffleReply(_) => PacketType::CyclonShuffleReply,
             Message::TreeNotes(_) => PacketType::TreeNotes,
             Message::TreeBatch(_) => PacketType::TreeBatch,
+            Message::Application(_) => PacketType::Application,
         }
     }
 
@@ -184,6 +203,9 @@ impl Message {
                 Message::CyclonShuffleReply(m) => m.encoded_len_bound(),
                 Message::TreeNotes(m) => m.encoded_len_bound(),
                 Message::TreeBatch(m) => m.encoded_len_bound(),
+                Message::Application(m) => {
+                    wire_bound::HOP + wire_bound::LENGTH_PREFIX + m.payload.len()
+                }
             }
     }
 }
@@ -214,7 +236,7 @@ pub mod wire_bound {
     pub const VARIANT: usize = 1;
     /// Length prefix of a byte string or list below 65,536 entries (varint, at most 3 bytes).
     pub const LENGTH_PREFIX: usize = 3;
-    /// A `u16` hop count (varint, at most 3 bytes).
+    /// A `u16` (a hop count, an application kind; varint, at most 3 bytes).
     pub const HOP: usize = 3;
 
     /// Bound on a [`crate::message::Gossip`] with a payload of `payload_len` bytes.
