@@ -52,7 +52,7 @@ pub struct RegisterRoute {
     pub recipient: Recipient<InboundMessage>,
 }
 
-/// Route inbound [`Message::Application`](gossip_core::Message::Application) messages of
+/// Route inbound [`Message::Application`] messages of
 /// application `kind` to `recipient` (replacing an earlier route for the same kind). Handled by
 /// the transport. This is how a user-written actor speaks its own protocol over the node's
 /// encrypted transport.
