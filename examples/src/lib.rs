@@ -1,8 +1,14 @@
 //! Runnable programs of the gossip framework, as library code the binaries call:
 //!
-//! - [`node`]: one node driven over stdin/stdout with JSON lines (`gossip-node`);
+//! - [`node`]: one node driven over stdin/stdout with JSON lines (`gossip-node`), optionally
+//!   on a redb file and an identity file so that it survives a restart;
 //! - [`cluster`]: a local multi-process cluster that measures delivery and latency
-//!   (`cluster`), whose children run [`node::run_node`] by re-executing the `cluster` binary.
+//!   (`cluster`), whose children run [`node::run_node`] by re-executing the `cluster` binary;
+//! - [`chat`]: node processes that each post to their own feed and follow every other one,
+//!   with one node killed (SIGKILL) and restarted on its files (`chat`);
+//! - [`shared_store`]: a store shared between a node and the program that runs it.
 
+pub mod chat;
 pub mod cluster;
 pub mod node;
+pub mod shared_store;

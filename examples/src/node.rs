@@ -1,44 +1,83 @@
 //! One gossip node driven over stdin/stdout: the logic of the `gossip-node` binary, also run by
-//! the `cluster` binary (as its hidden `node` subcommand) for each of its child processes.
+//! the `cluster` and `chat` binaries (as their hidden `node` subcommand) for each of their
+//! child processes.
+//!
+//! # Storage and identity
+//!
+//! `--store PATH` keeps the node's feed logs, peer clocks and follows in a redb file (created
+//! if missing); without it they live in memory and are lost at exit. `--identity-file PATH`
+//! holds the node's ed25519 secret seed as 64 hex digits; a missing file is created with a
+//! fresh random identity (mode 0600 on unix), so a node restarted with the same file keeps
+//! its node id and feed id. Without it the identity is random (drawn from `--seed-rng` when
+//! given).
 //!
 //! # Protocol
 //!
 //! stdout carries one JSON object per line, flushed per line; logs go to stderr only.
 //!
-//! - `{"event":"ready","addr":"127.0.0.1:PORT","node_id":"<hex>"}`, always first;
+//! - `{"event":"ready","addr":"127.0.0.1:PORT","node_id":"<hex>","feed":"<hex>"}`, always
+//!   first (the feed id is the node id: both are the public key);
 //! - `{"event":"delivered","id":"<hex>","origin":"<hex>","hop":N,"payload":"<utf-8, lossy>","at_us":T}`
 //!   for every broadcast this node delivers (its own included, at hop 0);
 //! - `{"event":"broadcast","id":"<hex>","payload":"...","at_us":T}` when a `broadcast` command
 //!   was accepted; `at_us` is read just before the node is asked to broadcast, so no delivery
 //!   of that message anywhere can carry an earlier time;
-//! - `{"event":"stats",...}` answering `stats`; `{"event":"peers","peers":[...]}` answering
-//!   `peers`; `{"event":"peer_added","addr":"..."}` answering `peer <addr>`;
+//! - `{"event":"published","feed":"<hex>","sequence":N,"id":"<hex>","at_us":T}` once a
+//!   `publish` is durable in the store (`at_us` read after the append returned);
+//! - `{"event":"feed_message","feed":"<hex>","sequence":N,"id":"<hex>","content":"<utf-8,
+//!   lossy>","at_us":T}` for every message appended to any feed in this node's store (its
+//!   own published ones included), each once and, per feed, in sequence order; messages
+//!   already stored when the node started are not repeated;
+//! - `{"event":"followed","feed":"<hex>","added":B}` and
+//!   `{"event":"unfollowed","feed":"<hex>","was_followed":B}`;
+//! - `{"event":"log","feed":"<hex>","head":H,"messages":[{"sequence":N,"id":"<hex>",
+//!   "previous":"<hex>"|null,"timestamp_ms":T,"content":"..."},...]}` answering `log` (`head`
+//!   is the feed's latest stored sequence, 0 if none);
+//! - `{"event":"log_verified","feed":"<hex>","messages":N,"head":H,"ok":B,"error":"..."}`
+//!   answering `verify-log` (`error` only when `ok` is false);
+//! - `{"event":"feed_forked","feed":"<hex>"}` when a followed feed is found forked;
+//! - `{"event":"stats",...}` answering `stats` (feed counters under `"feeds"`);
+//!   `{"event":"peers","peers":[...]}` answering `peers`; `{"event":"peer_added","addr":"..."}`
+//!   answering `peer <addr>`;
 //! - `{"event":"error","command":"...","error":"..."}` for a refused or unknown command, and
 //!   with `"command":null` when the event subscription lagged (`"skipped":N`);
 //! - `{"event":"bye"}` last, after `quit` or the end of stdin.
 //!
 //! Times (`at_us`) are microseconds since the Unix epoch, read when the line is written.
 //!
-//! Commands on stdin, one per line: `broadcast <text>`, `stats`, `peer <addr>`, `peers`,
-//! `quit`. End of stdin means `quit`.
+//! Commands on stdin, one per line: `broadcast <text>`, `publish <text>`, `follow <feed>`,
+//! `unfollow <feed>`, `log <feed> <from_seq> [limit]`, `verify-log <feed>`, `stats`,
+//! `peer <addr>`, `peers`, `quit` (a feed is 64 hex digits). End of stdin means `quit`.
+//! Commands are handled one at a time, in order: a `publish` is answered before the next
+//! command is read.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Parser};
-use gossip_actors::crypto::{Key, KeyError, Keyring};
+use futures::StreamExt;
+use gossip_actors::core::feed::{FeedId, FeedMessage};
+use gossip_actors::crypto::{Identity, Key, KeyError, Keyring};
+use gossip_actors::feeds::FeedActorStats;
+use gossip_actors::storage::{FeedLog, MemoryStore, NodeStore, RedbStore, StoreError};
 use gossip_actors::{
-    FaultInjection, Node, NodeConfig, NodeEvent, NodeHandle, NodeStats, StartError,
+    FaultInjection, Node, NodeConfig, NodeError, NodeEvent, NodeHandle, NodeStats, StartError,
 };
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
+use crate::shared_store::SharedStore;
+
 /// Lines of stdin buffered between the reading thread and the node's event loop.
 const STDIN_QUEUE: usize = 256;
+/// Most messages one `log` answer lists (ask again from the next sequence for more).
+pub const MAX_LOG_MESSAGES: u64 = 10_000;
+/// How long reading a feed for `log` or `verify-log` may take.
+const LOG_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Command-line options of one node.
 #[derive(Parser, Debug, Clone)]
@@ -81,6 +120,16 @@ pub struct NodeArgs {
     /// Give each node of a cluster a different seed: equal seeds draw equal message ids.
     #[arg(long, value_name = "N")]
     pub seed_rng: Option<u64>,
+
+    /// redb file keeping the feed logs, peer clocks and follows (created if missing; its
+    /// directory must exist). Without it they are kept in memory and lost at exit.
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+
+    /// File holding the node's ed25519 secret seed as 64 hex digits; created with a fresh
+    /// random identity if missing (mode 0600 on unix), so a restarted node keeps its feed.
+    #[arg(long, value_name = "PATH")]
+    pub identity_file: Option<PathBuf>,
 }
 
 /// Parses a probability in `0.0..=1.0`.
@@ -124,6 +173,22 @@ pub enum RunNodeError {
     /// The node's actors stopped while it was running.
     #[error("the node stopped unexpectedly")]
     Stopped,
+    /// The `--store` file could not be opened.
+    #[error("cannot open store {path}: {source}")]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// The `--identity-file` could not be read, parsed or created.
+    #[error("identity file {path}: {reason}")]
+    IdentityFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Builds the keyring the arguments ask for.
@@ -145,6 +210,112 @@ pub fn keyring_from_args(args: &NodeArgs) -> Result<Keyring, RunNodeError> {
     }
 }
 
+/// Length of an identity file's contents: the 32-byte seed as hex digits.
+const IDENTITY_HEX_LEN: usize = 64;
+
+/// Reads the identity in `path` (64 hex digits, surrounding whitespace allowed), or creates
+/// the file with a fresh random identity if it does not exist.
+///
+/// A new file is written under a temporary name (mode 0600 on unix, synced) and then linked
+/// into place, so a crash never leaves a half-written identity, and two processes racing to
+/// create it agree on one identity (the loser reads the winner's).
+///
+/// # Errors
+/// A file that cannot be read or written, or does not hold exactly 64 hex digits.
+pub fn load_or_create_identity(path: &Path) -> Result<Identity, RunNodeError> {
+    let fail = |reason: String| RunNodeError::IdentityFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => return parse_identity(&text).map_err(fail),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(fail(format!("cannot read it: {err}"))),
+    }
+    let identity = Identity::generate();
+    let text = format!("{}\n", hex::encode(identity.to_bytes().as_slice()));
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
+    let written = write_private(&tmp, text.as_bytes());
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_parent(path);
+            Ok(identity)
+        }
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|err| fail(format!("cannot read it: {err}")))?;
+            parse_identity(&text).map_err(fail)
+        }
+        Err(err) => Err(fail(format!("cannot create it: {err}"))),
+    }
+}
+
+/// Parses an identity file's contents.
+fn parse_identity(text: &str) -> Result<Identity, String> {
+    let text = text.trim();
+    if text.len() != IDENTITY_HEX_LEN {
+        return Err(format!(
+            "expected {IDENTITY_HEX_LEN} hex digits, found {} characters",
+            text.len()
+        ));
+    }
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text, &mut seed).map_err(|err| format!("not hexadecimal: {err}"))?;
+    let identity = Identity::from_bytes(&seed);
+    seed.fill(0);
+    Ok(identity)
+}
+
+/// Creates `path` (which must not exist) readable by its owner only, writes `bytes` and syncs.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Syncs the directory holding `path`, so a newly linked file survives a crash (best effort).
+fn sync_parent(path: &Path) {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Opens the store the arguments ask for: the `--store` redb file, or memory.
+///
+/// # Errors
+/// A file that cannot be created or opened (not redb, or open in another process).
+pub fn store_from_args(args: &NodeArgs) -> Result<SharedStore, RunNodeError> {
+    let store: Box<dyn NodeStore> = match &args.store {
+        Some(path) => Box::new(RedbStore::open(path).map_err(|source| RunNodeError::Store {
+            path: path.clone(),
+            source,
+        })?),
+        None => Box::new(MemoryStore::new()),
+    };
+    Ok(SharedStore::new(store))
+}
+
 /// Microseconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_micros() -> u64 {
     SystemTime::now()
@@ -163,6 +334,8 @@ pub enum Output {
         addr: String,
         /// The node id, 64 hex digits.
         node_id: String,
+        /// The node's feed id (the same 32 bytes as the node id), 64 hex digits.
+        feed: String,
     },
     /// A broadcast delivered by this node.
     Delivered {
@@ -197,7 +370,7 @@ pub enum Output {
         skipped: Option<u64>,
     },
     /// The node's counters.
-    Stats(StatsEvent),
+    Stats(Box<StatsEvent>),
     /// The peers discovery knows.
     Peers {
         /// In address order.
@@ -208,8 +381,101 @@ pub enum Output {
         /// The address added.
         addr: String,
     },
+    /// A `publish` command's message is durable in the store.
+    Published {
+        /// The local feed.
+        feed: String,
+        /// The message's sequence.
+        sequence: u64,
+        /// The message's id (SHA-256 of its signed encoding), 64 hex digits.
+        id: String,
+        /// Microseconds since the Unix epoch, read after the append returned.
+        at_us: u64,
+    },
+    /// A message was appended to a feed in the store (received, or published here).
+    FeedMessage {
+        /// The feed (the author's public key).
+        feed: String,
+        /// The message's sequence.
+        sequence: u64,
+        /// The message's id.
+        id: String,
+        /// The content as UTF-8 (invalid sequences replaced).
+        content: String,
+        /// Microseconds since the Unix epoch.
+        at_us: u64,
+    },
+    /// A `follow` command was applied.
+    Followed {
+        /// The feed.
+        feed: String,
+        /// Whether it was not followed before.
+        added: bool,
+    },
+    /// An `unfollow` command was applied.
+    Unfollowed {
+        /// The feed.
+        feed: String,
+        /// Whether it was followed.
+        was_followed: bool,
+    },
+    /// The answer to `log`.
+    Log {
+        /// The feed.
+        feed: String,
+        /// The feed's latest stored sequence (0 if none).
+        head: u64,
+        /// The messages from the asked sequence, in order.
+        messages: Vec<LogEntry>,
+    },
+    /// The answer to `verify-log`.
+    LogVerified {
+        /// The feed.
+        feed: String,
+        /// Messages checked (from sequence 1).
+        messages: u64,
+        /// The feed's latest stored sequence (0 if none).
+        head: u64,
+        /// Whether every message verified and the chain is complete.
+        ok: bool,
+        /// The first problem found, when `ok` is false.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A followed feed was found forked and is no longer replicated.
+    FeedForked {
+        /// The feed.
+        feed: String,
+    },
     /// The node stopped; always the last line.
     Bye,
+}
+
+/// One message of a `log` answer.
+#[derive(Serialize, Debug)]
+pub struct LogEntry {
+    /// Its sequence.
+    pub sequence: u64,
+    /// Its id, 64 hex digits.
+    pub id: String,
+    /// The id of the message before it (null for sequence 1).
+    pub previous: Option<String>,
+    /// The author's timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The content as UTF-8 (invalid sequences replaced).
+    pub content: String,
+}
+
+impl LogEntry {
+    fn of(message: &FeedMessage) -> LogEntry {
+        LogEntry {
+            sequence: message.sequence,
+            id: message.id().to_string(),
+            previous: message.previous.map(|p| p.to_string()),
+            timestamp_ms: message.timestamp_ms,
+            content: String::from_utf8_lossy(&message.content).into_owned(),
+        }
+    }
 }
 
 /// A known peer in the `peers` event.
@@ -261,6 +527,84 @@ pub struct StatsEvent {
     pub mailbox_full: u64,
     /// Datagrams the dissemination actor could not hand to the full transport mailbox.
     pub transport_full: u64,
+    /// Feed replication.
+    pub feeds: FeedStatsEvent,
+}
+
+/// The feed counters of the `stats` event (see [`FeedActorStats`] and
+/// [`gossip_actors::core::tree::TreeStats`] for their meaning).
+#[derive(Serialize, Debug)]
+#[allow(missing_docs)]
+pub struct FeedStatsEvent {
+    /// Messages appended durably (received and published).
+    pub appended: u64,
+    /// Appends the store refused.
+    pub append_errors: u64,
+    /// Store reads that failed.
+    pub store_errors: u64,
+    /// Tree datagrams not handed to the full transport mailbox.
+    pub transport_full: u64,
+    /// Tree peers up.
+    pub peers_up: usize,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub buffered: u64,
+    pub buffer_dropped: u64,
+    pub unappended_full: u64,
+    pub notes_sent: u64,
+    pub notes_received: u64,
+    pub batches_sent: u64,
+    pub batches_received: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub grafts: u64,
+    pub prunes: u64,
+    pub stall_switches: u64,
+    pub rewinds: u64,
+    pub fetches: u64,
+    /// Received messages refused, by reason: `bad_signature`, `wrong_previous`,
+    /// `content_too_large`, `not_followed`, `forked_feed` (a message of a feed known to be
+    /// forked) and `fork` (a second message at a sequence: the feed is forked). Duplicates
+    /// and messages ahead of a gap are not refusals (see `duplicates`, `buffered`).
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+impl FeedStatsEvent {
+    /// The event's counters from the feed actor's stats.
+    pub fn of(stats: &FeedActorStats) -> Self {
+        let core = &stats.core;
+        FeedStatsEvent {
+            appended: stats.appended,
+            append_errors: stats.append_errors,
+            store_errors: stats.store_errors,
+            transport_full: stats.transport_full,
+            peers_up: stats.peers_up,
+            accepted: core.accepted,
+            duplicates: core.duplicates,
+            buffered: core.buffered,
+            buffer_dropped: core.buffer_dropped,
+            unappended_full: core.unappended_full,
+            notes_sent: core.notes_sent,
+            notes_received: core.notes_received,
+            batches_sent: core.batches_sent,
+            batches_received: core.batches_received,
+            messages_sent: core.messages_sent,
+            messages_received: core.messages_received,
+            grafts: core.grafts,
+            prunes: core.prunes,
+            stall_switches: core.stall_switches,
+            rewinds: core.rewinds,
+            fetches: core.fetches,
+            rejected: BTreeMap::from([
+                ("bad_signature", core.bad_signature),
+                ("wrong_previous", core.wrong_previous),
+                ("content_too_large", core.content_too_large),
+                ("not_followed", core.not_followed),
+                ("forked_feed", core.forked_dropped),
+                ("fork", core.forks),
+            ]),
+        }
+    }
 }
 
 impl StatsEvent {
@@ -286,6 +630,7 @@ impl StatsEvent {
             send_errors: t.send_errors,
             mailbox_full: t.mailbox_full,
             transport_full: stats.dissemination.transport_full,
+            feeds: FeedStatsEvent::of(&stats.feeds),
         }
     }
 }
@@ -317,7 +662,106 @@ enum Flow {
     Quit,
 }
 
-async fn handle_command(node: &NodeHandle, line: &str) -> Result<Flow, RunNodeError> {
+/// Parses a feed id: 64 hex digits.
+fn parse_feed(text: &str) -> Result<FeedId, String> {
+    let text = text.trim();
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text, &mut bytes)
+        .map_err(|err| format!("bad feed id {text:?} (expected 64 hex digits): {err}"))?;
+    Ok(FeedId(bytes))
+}
+
+/// Parses a sequence number.
+fn parse_seq(text: &str, what: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|err| format!("bad {what} {text:?}: {err}"))
+}
+
+/// The latest stored sequence of `feed` (0 if none), and its id.
+fn head_of(store: &SharedStore, feed: FeedId) -> Result<(u64, Option<String>), String> {
+    match store.latest(feed) {
+        Ok(Some((sequence, id))) => Ok((sequence, Some(id.to_string()))),
+        Ok(None) => Ok((0, None)),
+        Err(err) => Err(format!("cannot read the head of the feed: {err}")),
+    }
+}
+
+/// Messages `from..=to` of `feed`, read with the node's feed stream (from its store), within
+/// [`LOG_TIMEOUT`].
+async fn read_feed(
+    node: &NodeHandle,
+    feed: FeedId,
+    from: u64,
+    to: u64,
+) -> Result<Vec<FeedMessage>, String> {
+    if to < from {
+        return Ok(Vec::new());
+    }
+    let want = to - from + 1;
+    let take = usize::try_from(want).map_err(|_| "too many messages".to_owned())?;
+    let read = node.feed(feed, from).take(take).collect::<Vec<_>>();
+    let messages = tokio::time::timeout(LOG_TIMEOUT, read)
+        .await
+        .map_err(|_| format!("reading the feed took over {} s", LOG_TIMEOUT.as_secs()))?;
+    if messages.len() as u64 != want {
+        return Err(format!(
+            "the feed stream ended after {} of {want} messages",
+            messages.len()
+        ));
+    }
+    Ok(messages)
+}
+
+/// Checks `feed` from sequence 1 to its stored head: each message is by the feed's author,
+/// has the next sequence, names the previous message's id and carries a valid signature, and
+/// the last one's id is the stored head's. Returns the head and, if it failed, why.
+async fn verify_feed(
+    node: &NodeHandle,
+    store: &SharedStore,
+    feed: FeedId,
+) -> Result<(u64, u64, Option<String>), String> {
+    let (head, head_id) = head_of(store, feed)?;
+    let messages = read_feed(node, feed, 1, head).await?;
+    let mut previous = None;
+    let mut checked = 0u64;
+    for (expected, message) in (1u64..).zip(&messages) {
+        let problem = if message.author != feed {
+            Some(format!("message {expected} is by {}", message.author))
+        } else if message.sequence != expected {
+            Some(format!(
+                "expected sequence {expected}, found {}",
+                message.sequence
+            ))
+        } else if message.previous != previous {
+            Some(format!(
+                "message {expected} does not name the previous message's id"
+            ))
+        } else if let Err(err) = message.verify_signature() {
+            Some(format!("message {expected}: bad signature: {err}"))
+        } else {
+            None
+        };
+        if problem.is_some() {
+            return Ok((checked, head, problem));
+        }
+        previous = Some(message.id());
+        checked += 1;
+    }
+    if previous.map(|id| id.to_string()) != head_id {
+        return Ok((
+            checked,
+            head,
+            Some("the last message is not the stored head".into()),
+        ));
+    }
+    Ok((checked, head, None))
+}
+
+async fn handle_command(
+    node: &NodeHandle,
+    store: &SharedStore,
+    line: &str,
+) -> Result<Flow, RunNodeError> {
     let line = line.trim_end_matches(['\r', '\n']);
     let (verb, rest) = match line.trim_start().split_once(' ') {
         Some((verb, rest)) => (verb, rest),
@@ -332,13 +776,89 @@ async fn handle_command(node: &NodeHandle, line: &str) -> Result<Flow, RunNodeEr
                     payload: rest.to_owned(),
                     at_us,
                 })?,
-                Err(gossip_actors::NodeError::Stopped) => return Err(RunNodeError::Stopped),
+                Err(NodeError::Stopped) => return Err(RunNodeError::Stopped),
+                Err(err) => emit_error(Some(line), err)?,
+            }
+        }
+        "publish" => match node.publish(rest.as_bytes().to_vec()).await {
+            Ok(published) => emit(&Output::Published {
+                feed: node.feed_id().to_string(),
+                sequence: published.sequence,
+                id: published.id.to_string(),
+                at_us: unix_micros(),
+            })?,
+            Err(NodeError::Stopped) => return Err(RunNodeError::Stopped),
+            Err(err) => emit_error(Some(line), err)?,
+        },
+        "follow" | "unfollow" => {
+            let feed = match parse_feed(rest) {
+                Ok(feed) => feed,
+                Err(err) => return emit_error(Some(line), err).map(|()| Flow::Continue),
+            };
+            let result = if verb == "follow" {
+                node.follow(feed).await
+            } else {
+                node.unfollow(feed).await
+            };
+            match result {
+                Ok(changed) if verb == "follow" => emit(&Output::Followed {
+                    feed: feed.to_string(),
+                    added: changed,
+                })?,
+                Ok(changed) => emit(&Output::Unfollowed {
+                    feed: feed.to_string(),
+                    was_followed: changed,
+                })?,
+                Err(NodeError::Stopped) => return Err(RunNodeError::Stopped),
+                Err(err) => emit_error(Some(line), err)?,
+            }
+        }
+        "log" => {
+            let answer = async {
+                let mut words = rest.split_whitespace();
+                let feed = parse_feed(words.next().unwrap_or_default())?;
+                let from = parse_seq(words.next().unwrap_or("1"), "sequence")?.max(1);
+                let limit = match words.next() {
+                    Some(word) => parse_seq(word, "limit")?.min(MAX_LOG_MESSAGES),
+                    None => MAX_LOG_MESSAGES,
+                };
+                if words.next().is_some() {
+                    return Err("expected log <feed> [from_seq] [limit]".to_owned());
+                }
+                let (head, _) = head_of(store, feed)?;
+                let to = head.min(from.saturating_add(limit).saturating_sub(1));
+                let messages = read_feed(node, feed, from, to).await?;
+                Ok(Output::Log {
+                    feed: feed.to_string(),
+                    head,
+                    messages: messages.iter().map(LogEntry::of).collect(),
+                })
+            };
+            match answer.await {
+                Ok(output) => emit(&output)?,
+                Err(err) => emit_error(Some(line), err)?,
+            }
+        }
+        "verify-log" => {
+            let answer = async {
+                let feed = parse_feed(rest)?;
+                let (messages, head, error) = verify_feed(node, store, feed).await?;
+                Ok::<_, String>(Output::LogVerified {
+                    feed: feed.to_string(),
+                    messages,
+                    head,
+                    ok: error.is_none(),
+                    error,
+                })
+            };
+            match answer.await {
+                Ok(output) => emit(&output)?,
                 Err(err) => emit_error(Some(line), err)?,
             }
         }
         "stats" => {
             let stats = node.stats().await.map_err(|_| RunNodeError::Stopped)?;
-            emit(&Output::Stats(StatsEvent::of(&stats)))?;
+            emit(&Output::Stats(Box::new(StatsEvent::of(&stats))))?;
         }
         "peer" => match rest.trim().parse::<SocketAddr>() {
             Ok(addr) => {
@@ -370,16 +890,27 @@ async fn handle_command(node: &NodeHandle, line: &str) -> Result<Flow, RunNodeEr
         other => emit_error(
             Some(line),
             format!(
-                "unknown command {other:?} (expected broadcast <text>, stats, peer <addr>, \
-                 peers or quit)"
+                "unknown command {other:?} (expected broadcast <text>, publish <text>, \
+                 follow <feed>, unfollow <feed>, log <feed> [from_seq] [limit], \
+                 verify-log <feed>, stats, peer <addr>, peers or quit)"
             ),
         )?,
     }
     Ok(Flow::Continue)
 }
 
-fn emit_delivery(event: NodeEvent) -> Result<(), RunNodeError> {
+fn emit_event(event: NodeEvent) -> Result<(), RunNodeError> {
     match event {
+        NodeEvent::FeedMessage(m) => emit(&Output::FeedMessage {
+            feed: m.author.to_string(),
+            sequence: m.sequence,
+            id: m.id().to_string(),
+            content: String::from_utf8_lossy(&m.content).into_owned(),
+            at_us: unix_micros(),
+        }),
+        NodeEvent::FeedForked { feed } => emit(&Output::FeedForked {
+            feed: feed.to_string(),
+        }),
         NodeEvent::Delivered(d) => emit(&Output::Delivered {
             id: d.id.to_string(),
             origin: d.origin.to_string(),
@@ -407,34 +938,40 @@ pub async fn run_node(args: NodeArgs) -> Result<(), RunNodeError> {
         fault: FaultInjection { loss: args.loss },
         ..NodeConfig::default()
     };
+    let store = store_from_args(&args)?;
     let mut builder = Node::builder()
         .bind(args.bind)
         .keyring(keyring)
         .seeds(args.seeds.iter().copied())
+        .store(store.clone())
         .config(config);
+    if let Some(path) = &args.identity_file {
+        builder = builder.identity(load_or_create_identity(path)?);
+    }
     if let Some(seed) = args.seed_rng {
         builder = builder.rng_seed(seed);
     }
     let node = builder.start().await?;
-    let result = serve(&node).await;
+    let result = serve(&node, &store).await;
     let _ = node.shutdown().await;
     result?;
     emit(&Output::Bye)
 }
 
-async fn serve(node: &NodeHandle) -> Result<(), RunNodeError> {
+async fn serve(node: &NodeHandle, store: &SharedStore) -> Result<(), RunNodeError> {
     // Subscribe before announcing readiness, so that no delivery is missed.
     let mut events = node.subscribe();
     emit(&Output::Ready {
         addr: node.local_addr().to_string(),
         node_id: node.node_id().to_string(),
+        feed: node.feed_id().to_string(),
     })?;
     let mut commands = spawn_stdin_reader();
     loop {
         tokio::select! {
             biased;
             event = events.recv() => match event {
-                Ok(event) => emit_delivery(event)?,
+                Ok(event) => emit_event(event)?,
                 Err(RecvError::Lagged(n)) => emit(&Output::Error {
                     command: None,
                     error: format!("event subscriber lagged: {n} events skipped"),
@@ -445,7 +982,7 @@ async fn serve(node: &NodeHandle) -> Result<(), RunNodeError> {
             line = commands.recv() => match line {
                 None => return Ok(()),
                 Some(line) => {
-                    if let Flow::Quit = handle_command(node, &line).await? {
+                    if let Flow::Quit = handle_command(node, store, &line).await? {
                         return Ok(());
                     }
                 }
