@@ -69,6 +69,9 @@ pub enum NodeError {
     /// A waiting write failed (queue full, or refused); the state did not change.
     #[error(transparent)]
     Set(#[from] crate::state::SetError),
+    /// The store failed to read.
+    #[error("the store failed: {0}")]
+    Store(String),
     /// The node was built without this protocol (see `NodeConfig::protocols`).
     #[error("the node does not run the {protocol} protocol")]
     NotRunning {

@@ -483,11 +483,21 @@ impl Handler<InboundMessage> for FeedTreeActor {
     type Result = ();
 
     fn handle(&mut self, msg: InboundMessage, ctx: &mut Context<Self>) {
-        if !self.peers.contains_key(&msg.sender) {
-            // A node that speaks to us about feeds is a tree peer (the link is symmetric);
-            // this message is lost, and retransmitted by the sender's next note round.
-            self.peer_up(msg.sender, msg.from, ctx);
-            return;
+        match self.peers.get(&msg.sender) {
+            None => {
+                // A node that speaks to us about feeds is a tree peer (the link is symmetric);
+                // this message is lost, and retransmitted by the sender's next note round.
+                self.peer_up(msg.sender, msg.from, ctx);
+                return;
+            }
+            Some(addr) if *addr != msg.from => {
+                // The peer restarted on another address: take the link down (its clock is
+                // stored) and up again at the new address.
+                self.peer_down(msg.sender, ctx);
+                self.peer_up(msg.sender, msg.from, ctx);
+                return;
+            }
+            Some(_) => {}
         }
         let now = msg.received_at;
         match msg.message {
@@ -531,35 +541,60 @@ impl Handler<Publish> for FeedTreeActor {
 impl Handler<Follow> for FeedTreeActor {
     type Result = ResponseActFuture<Self, Result<bool, FollowFailed>>;
 
+    /// Reads the feed's head, asks the core, and persists the follow only if the core took it
+    /// (undoing it in the core if the store fails), so a refused follow is never saved.
     fn handle(&mut self, msg: Follow, _: &mut Context<Self>) -> Self::Result {
         let feed = msg.0;
+        if feed == self.core.own_feed() {
+            return Box::pin(actix::fut::ready(Err(FollowFailed::Refused(
+                "a node always replicates its own feed; it cannot follow it".into(),
+            ))));
+        }
         let store = self.store.clone();
-        let io = async move {
-            let latest = store
+        let latest = async move {
+            store
                 .send(crate::store::Latest(feed))
                 .await
                 .map_err(|_| FollowFailed::Stopped)?
-                .map_err(FollowFailed::Store)?;
-            store
-                .send(crate::store::Put {
-                    table: FOLLOWS_TABLE,
-                    key: feed.0.to_vec(),
-                    value: Vec::new(),
-                })
-                .await
-                .map_err(|_| FollowFailed::Stopped)?
-                .map_err(FollowFailed::Store)?;
-            Ok::<_, FollowFailed>(latest)
+                .map_err(FollowFailed::Store)
         };
-        Box::pin(io.into_actor(self).map(move |latest, act, ctx| {
-            let latest = latest?;
-            let added = act
-                .core
-                .follow(now(), feed, latest)
-                .map_err(|e| FollowFailed::Refused(e.to_string()))?;
-            act.drain(ctx);
-            Ok(added)
-        }))
+        let store = self.store.clone();
+        Box::pin(
+            latest
+                .into_actor(self)
+                .map(move |latest, act, ctx| {
+                    let added = act
+                        .core
+                        .follow(now(), feed, latest?)
+                        .map_err(|e| FollowFailed::Refused(e.to_string()))?;
+                    act.drain(ctx);
+                    Ok(added)
+                })
+                .then(move |added: Result<bool, FollowFailed>, act, _| {
+                    let persist = async move {
+                        let added = added?;
+                        if added {
+                            store
+                                .send(crate::store::Put {
+                                    table: FOLLOWS_TABLE,
+                                    key: feed.0.to_vec(),
+                                    value: Vec::new(),
+                                })
+                                .await
+                                .map_err(|_| FollowFailed::Stopped)?
+                                .map_err(FollowFailed::Store)?;
+                        }
+                        Ok(added)
+                    };
+                    persist.into_actor(act).map(move |result, act, ctx| {
+                        if matches!(result, Err(FollowFailed::Store(_) | FollowFailed::Stopped)) {
+                            act.core.unfollow(now(), feed);
+                            act.drain(ctx);
+                        }
+                        result
+                    })
+                }),
+        )
     }
 }
 

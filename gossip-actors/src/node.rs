@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 use gossip_core::dissemination::{Dissemination, DisseminationConfig};
-use gossip_core::feed::{FeedId, FeedMessage};
+use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
 use gossip_core::tree::{Tree, TreeConfig};
 use gossip_core::{MessageId, NodeId};
 use gossip_crypto::{Identity, Keyring};
@@ -836,6 +836,18 @@ impl NodeHandle {
     pub async fn unfollow(&self, feed: FeedId) -> Result<bool, NodeError> {
         let feeds = running(&self.feeds, "feeds")?;
         Ok(feeds.send(Unfollow(feed)).await??)
+    }
+
+    /// The head of `feed` in this node's log: `(sequence, id)`, `None` if it holds none.
+    ///
+    /// # Errors
+    /// [`NodeError::Store`] if the store fails; [`NodeError::Stopped`] after shutdown.
+    pub async fn latest(&self, feed: FeedId) -> Result<Option<(u64, MessageHash)>, NodeError> {
+        Ok(self
+            .store
+            .send(Latest(feed))
+            .await?
+            .map_err(|e| NodeError::Store(e.to_string()))?)
     }
 
     /// The messages of `feed` from sequence `from_seq` on, in sequence order: first those in

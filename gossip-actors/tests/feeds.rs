@@ -178,3 +178,22 @@ async fn a_hundred_nodes_replicate_the_first_three_messages_with_rmr_at_most_fiv
         node.shutdown().await.unwrap();
     }
 }
+
+#[actix::test]
+async fn following_the_own_feed_is_refused_and_latest_reads_the_head() {
+    tokio::time::pause();
+    let network = SimNetwork::new(SimConfig::default());
+    let nodes = start(&network, 1, 2).await;
+    let node = &nodes[0];
+    assert!(matches!(
+        node.follow(node.feed_id()).await,
+        Err(gossip_actors::NodeError::Follow(_))
+    ));
+    assert_eq!(node.latest(node.feed_id()).await.unwrap(), None);
+    let published = node.publish(&b"one"[..]).await.unwrap();
+    assert_eq!(
+        node.latest(node.feed_id()).await.unwrap(),
+        Some((1, published.id))
+    );
+    node.shutdown().await.unwrap();
+}
