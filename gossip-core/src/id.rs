@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// Identity of a node: 32 bytes, on the wire as 32 raw bytes.
 ///
-/// Today it is drawn at random when a node starts; once nodes carry ed25519 identities it is the
-/// node's public key (Secure Scuttlebutt's "peer id = public key").
+/// A node's ed25519 public key (Secure Scuttlebutt's "peer id = public key"), so it is also the
+/// id of the node's own feed. On the wire it is not proven by itself: the sender of an envelope
+/// is trusted only as far as the cluster key that sealed it; feed messages carry signatures.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId(pub [u8; 32]);
 

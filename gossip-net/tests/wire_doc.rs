@@ -496,6 +496,11 @@ fn message_fields(message: &Message) -> (&'static str, Fields) {
             }
             "TreeBatch"
         }
+        Message::Application(app) => {
+            f.text("kind".into(), app.kind);
+            f.hex("payload".into(), &app.payload);
+            "Application"
+        }
     };
     (name, f)
 }
@@ -1034,11 +1039,15 @@ fn one_of_each() -> Vec<Message> {
         Message::TreeBatch(FeedBatch {
             messages: vec![first],
         }),
+        Message::Application(gossip_core::AppMessage {
+            kind: 0x7001,
+            payload: Bytes::from_static(b"ping 1"),
+        }),
     ]
 }
 
 /// The table of section 5.2: variant index, packet type byte, name.
-const VARIANTS: [(u8, u8, &str); 12] = [
+const VARIANTS: [(u8, u8, &str); 13] = [
     (0, 1, "PushMessage"),
     (1, 2, "PushAck"),
     (2, 3, "PullSync"),
@@ -1051,6 +1060,7 @@ const VARIANTS: [(u8, u8, &str); 12] = [
     (9, 20, "CyclonShuffleReply"),
     (10, 21, "TreeNotes"),
     (11, 22, "TreeBatch"),
+    (12, 64, "Application"),
 ];
 
 #[test]
@@ -1074,6 +1084,24 @@ fn stated_packet_types_and_variant_indexes() {
         assert_eq!(out[1], type_byte);
         assert_eq!(codec.decode_datagram(&mut out.to_vec()), Ok(envelope));
     }
+    // The worked Application example of section 5.
+    let app = Envelope {
+        sender: NodeId([0; 32]),
+        message: Message::Application(gossip_core::AppMessage {
+            kind: 0x7001,
+            payload: Bytes::from_static(b"ping 1"),
+        }),
+    };
+    assert_eq!(
+        to_hex(&encode_envelope(&app)[32..]),
+        "0cfb01700670696e672031"
+    );
+    assert!(
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/wire.md"))
+            .unwrap()
+            .contains("`00`×32 ‖ `0c` ‖ `fb 01 70` ‖ `06` ‖ `70696e672031`"),
+        "the document states the same bytes"
+    );
     // Every assigned type byte, and no other.
     let assigned: Vec<u8> = PacketType::ALL.iter().map(|t| t.to_byte()).collect();
     assert_eq!(assigned, VARIANTS.map(|(_, t, _)| t));
@@ -1093,7 +1121,7 @@ fn stated_packet_types_and_variant_indexes() {
         codec.decode_datagram(&mut datagram.clone()),
         Err(DropReason::TypeMismatch)
     );
-    for unassigned in [0u8, 6, 15, 23, 255] {
+    for unassigned in [0u8, 6, 15, 23, 63, 65, 255] {
         datagram[1] = unassigned;
         assert_eq!(
             codec.decode_datagram(&mut datagram.clone()),
