@@ -843,11 +843,10 @@ impl NodeHandle {
     /// # Errors
     /// [`NodeError::Store`] if the store fails; [`NodeError::Stopped`] after shutdown.
     pub async fn latest(&self, feed: FeedId) -> Result<Option<(u64, MessageHash)>, NodeError> {
-        Ok(self
-            .store
+        self.store
             .send(Latest(feed))
             .await?
-            .map_err(|e| NodeError::Store(e.to_string()))?)
+            .map_err(|e| NodeError::Store(e.to_string()))
     }
 
     /// The messages of `feed` from sequence `from_seq` on, in sequence order: first those in
