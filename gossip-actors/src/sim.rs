@@ -32,9 +32,10 @@
 //! # Measures
 //!
 //! See the fields of [`SimReport`]; each says what it counts. Hops: a broadcast carries its
-//! hop count, so `ldh_max` is exact in broadcast mode; feed messages carry none, so in tree
-//! mode `ldh_max` is `None` and [`SimReport::ldh_lower_bound`] gives the only honest bound the
-//! timestamps allow (last delivery time / largest link latency, rounded up).
+//! hop count, so `ldh_max` is exact in broadcast mode; feed messages carry none (and the tree
+//! shell does not expose which peer pushed a message), so in tree mode `ldh_max` is `None`:
+//! delivery times cannot bound it either, since notes rounds and source timeouts add delays
+//! that are not link latencies.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -233,9 +234,6 @@ pub struct SimReport {
     pub control_per_broadcast: Option<f64>,
     /// Last delivery hop: largest hop of any delivery (broadcast mode only).
     pub ldh_max: Option<u32>,
-    /// Lower bound on the last delivery hop: max over messages of ⌈last delivery time /
-    /// largest link latency⌉ (no message crosses a link faster).
-    pub ldh_lower_bound: Option<u32>,
     /// Median over messages of the time from send to the last delivery.
     pub last_delivery_ms_p50: Option<u64>,
     /// 99th percentile of the same.
@@ -822,9 +820,7 @@ pub async fn run(
     let mut reliabilities = Vec::new();
     let mut last_delivery = Vec::new();
     let mut ldh: Option<u32> = None;
-    let mut ldh_lower: u32 = 0;
-    let lat_max = s.latency_max.as_millis().max(1) as u64;
-    let mut curve_counts: Vec<f64> = Vec::new();
+    let mut per_message_times: Vec<(Vec<u64>, f64)> = Vec::new();
     let mut first_reach = (None, None, None);
     for (k, m) in sent.iter().enumerate() {
         // The live set: incarnations up before the send and still up at the end.
@@ -852,20 +848,6 @@ pub async fn run(
         let total = live_set.len() as f64;
         reliabilities.push(times.len() as f64 / total);
         last_delivery.push(last);
-        ldh_lower = ldh_lower.max(last.div_ceil(lat_max) as u32);
-        let buckets = (last / 10 + 1) as usize;
-        if curve_counts.len() < buckets {
-            curve_counts.resize(buckets, 0.0);
-        }
-        let mut hist = vec![0u64; buckets];
-        for t in &times {
-            hist[(*t / 10) as usize] += 1;
-        }
-        let mut acc = 0;
-        for (b, slot) in curve_counts.iter_mut().enumerate() {
-            acc += hist.get(b).copied().unwrap_or(0);
-            *slot += acc as f64 / total;
-        }
         if k == 0 {
             let within = |ms: u64| times.iter().filter(|&&t| t <= ms).count() as f64 / total;
             first_reach = (
@@ -874,12 +856,21 @@ pub async fn run(
                 Some(times.len() as f64 / total),
             );
         }
+        per_message_times.push((times, total));
     }
     let n_msgs = reliabilities.len().max(1) as f64;
-    let delivery_curve: Vec<[f64; 2]> = curve_counts
-        .iter()
-        .enumerate()
-        .map(|(b, c)| [(b as u64 * 10 + 10) as f64, round4(c / n_msgs)])
+    // At most 101 points, on a step that is a multiple of 10 ms.
+    let latest = last_delivery.iter().copied().max().unwrap_or(0);
+    let step = latest.div_ceil(100).div_ceil(10).max(1) * 10;
+    let delivery_curve: Vec<[f64; 2]> = (0..=latest.div_ceil(step))
+        .map(|b| {
+            let at = b * step;
+            let sum: f64 = per_message_times
+                .iter()
+                .map(|(times, total)| times.iter().filter(|&&t| t <= at).count() as f64 / total)
+                .sum();
+            [at as f64, round4(sum / n_msgs)]
+        })
         .collect();
 
     // RMR and control per window.
@@ -1023,7 +1014,6 @@ pub async fn run(
         rmr_per_round,
         control_per_broadcast,
         ldh_max: ldh,
-        ldh_lower_bound: (!sent.is_empty()).then_some(ldh_lower),
         last_delivery_ms_p50: pct(0.5),
         last_delivery_ms_p99: pct(0.99),
         last_delivery_ms_max: sorted.last().copied(),
