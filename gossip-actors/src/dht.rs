@@ -91,6 +91,7 @@ use crate::discovery::{Discovery, DiscoveryContext, StartedDiscovery};
 use crate::failure::Liveness;
 use crate::messages::Shutdown;
 use crate::messages::{DiscoveryRecipients, KnownPeers, PeerStatus, PeerSummary, SelectPeers};
+use crate::shell::now;
 
 /// Length of a DHT info-hash, in bytes (a SHA-1-sized id, BEP 5).
 pub const INFO_HASH_LEN: usize = 20;
@@ -440,10 +441,6 @@ impl DhtDiscovery {
         Ok(config)
     }
 
-    fn now() -> Instant {
-        tokio::time::Instant::now().into_std()
-    }
-
     fn publish(&mut self) {
         self.stats.peers = self.table.len();
         self.stats_tx.send_replace(self.stats);
@@ -551,7 +548,7 @@ impl DhtDiscovery {
     }
 
     fn finish_lookup(&mut self, result: Result<LookupOutcome, JoinError>, ctx: &mut Context<Self>) {
-        let now = Self::now();
+        let now = now();
         self.stats.lookups += 1;
         let outcome = result.unwrap_or_else(|err| {
             tracing::debug!(%err, "DHT lookup task failed");
@@ -791,7 +788,7 @@ impl Handler<PeerStatus> for DhtDiscovery {
                 }
             }
             PeerStatus::Add { addr } => {
-                self.add(Self::now(), addr, None);
+                self.add(now(), addr, None);
             }
             PeerStatus::Remove { addr } => self.forget(&addr),
         }

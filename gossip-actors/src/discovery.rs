@@ -32,6 +32,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::messages::{DiscoveryRecipients, InboundMessage, SendMessage};
+use crate::shell::now;
 
 use std::collections::BTreeSet;
 
@@ -288,10 +289,6 @@ impl CyclonDiscovery {
         self
     }
 
-    fn now() -> Instant {
-        tokio::time::Instant::now().into_std()
-    }
-
     fn drain(&mut self, ctx: &mut Context<Self>) {
         let (Some(core), Some(transport)) = (self.core.as_mut(), self.transport.as_ref()) else {
             return;
@@ -326,11 +323,11 @@ impl CyclonDiscovery {
             ctx.cancel_future(handle);
         }
         if let Some(deadline) = self.core.as_ref().and_then(|c| c.poll_timeout()) {
-            let delay = deadline.saturating_duration_since(Self::now());
+            let delay = deadline.saturating_duration_since(now());
             self.timer = Some(ctx.run_later(delay, |act, ctx| {
                 act.timer = None;
                 if let Some(core) = act.core.as_mut() {
-                    core.handle_timeout(Self::now());
+                    core.handle_timeout(now());
                 }
                 act.drain(ctx);
             }));
@@ -416,7 +413,7 @@ impl Handler<PeerStatus> for CyclonDiscovery {
         // The view is CYCLON's own: traffic does not add to it (that would bias the in-degree
         // towards talkative nodes). An explicit `Add` is a seed to join through.
         if let (PeerStatus::Add { addr }, Some(core)) = (msg, self.core.as_mut()) {
-            core.add_seed(Self::now(), None, addr);
+            core.add_seed(now(), None, addr);
             self.drain(ctx);
         }
     }
@@ -427,7 +424,7 @@ impl Handler<Liveness> for CyclonDiscovery {
 
     fn handle(&mut self, msg: Liveness, ctx: &mut Context<Self>) {
         if let (Liveness::Dead { node }, Some(core)) = (msg, self.core.as_mut()) {
-            core.handle_peer_dead(Self::now(), node);
+            core.handle_peer_dead(now(), node);
             self.drain(ctx);
         }
     }

@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use tokio::sync::broadcast;
 
 use crate::messages::{DiscoveryRecipients, InboundMessage, SelectPeers, SendMessage, Shutdown};
+use crate::shell::{TimedShell, now};
 
 /// Something a node tells its subscribers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,10 +101,6 @@ pub struct DisseminationActorStats {
     pub no_peers: u64,
     /// Peer selections that failed because discovery had stopped.
     pub discovery_errors: u64,
-}
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// The dissemination actor of one node. See the module docs.
@@ -213,19 +210,20 @@ impl DisseminationActor {
         }
         self.arm_timer(ctx);
     }
+}
 
-    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        if let Some(handle) = self.timer.take() {
-            ctx.cancel_future(handle);
-        }
-        if let Some(deadline) = self.core.poll_timeout() {
-            let delay = deadline.saturating_duration_since(now());
-            self.timer = Some(ctx.run_later(delay, |act, ctx| {
-                act.timer = None;
-                act.core.handle_timeout(now());
-                act.drain(ctx);
-            }));
-        }
+impl TimedShell for DisseminationActor {
+    fn timer_slot(&mut self) -> &mut Option<SpawnHandle> {
+        &mut self.timer
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    fn on_timeout(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        self.core.handle_timeout(now);
+        self.drain(ctx);
     }
 }
 

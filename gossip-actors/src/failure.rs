@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::dissemination::NodeEvent;
 use crate::messages::{PeerStatus, Shutdown};
+use crate::shell::{TimedShell, now};
 
 /// A node is alive: its Scuttlebutt heartbeat advanced, learned through gossip.
 #[derive(Message, Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,10 +84,6 @@ pub struct GetPhi {
     pub node: NodeId,
 }
 
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
 /// The failure detector actor of one node. See the module docs.
 pub struct FailureDetectorActor {
     core: FailureDetector,
@@ -146,19 +143,20 @@ impl FailureDetectorActor {
         }
         self.arm_timer(ctx);
     }
+}
 
-    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        if let Some(handle) = self.timer.take() {
-            ctx.cancel_future(handle);
-        }
-        if let Some(deadline) = self.core.poll_timeout() {
-            let delay = deadline.saturating_duration_since(now());
-            self.timer = Some(ctx.run_later(delay, |act, ctx| {
-                act.timer = None;
-                act.core.handle_timeout(now());
-                act.drain(ctx);
-            }));
-        }
+impl TimedShell for FailureDetectorActor {
+    fn timer_slot(&mut self) -> &mut Option<SpawnHandle> {
+        &mut self.timer
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    fn on_timeout(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        self.core.handle_timeout(now);
+        self.drain(ctx);
     }
 }
 

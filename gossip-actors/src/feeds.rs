@@ -37,6 +37,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::dissemination::NodeEvent;
 use crate::failure::Liveness;
 use crate::messages::{InboundMessage, KnownPeers, SendMessage, Shutdown};
+use crate::shell::{TimedShell, now};
 use crate::store::{Append, Fetch, GetClock, MessageAt, PutClock, StoreAddr};
 
 /// The store table that remembers followed feeds (key: the feed id, value: empty).
@@ -131,10 +132,6 @@ pub struct FeedActorStats {
     pub transport_full: u64,
     /// Tree peers currently up.
     pub peers_up: usize,
-}
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// Encodes a peer clock for the store: 40 bytes per entry (feed id, note as i64 BE).
@@ -450,19 +447,20 @@ impl FeedTreeActor {
             });
         ctx.spawn(fut);
     }
+}
 
-    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        if let Some(handle) = self.timer.take() {
-            ctx.cancel_future(handle);
-        }
-        if let Some(deadline) = self.core.poll_timeout() {
-            let delay = deadline.saturating_duration_since(now());
-            self.timer = Some(ctx.run_later(delay, |act, ctx| {
-                act.timer = None;
-                act.core.handle_timeout(now());
-                act.drain(ctx);
-            }));
-        }
+impl TimedShell for FeedTreeActor {
+    fn timer_slot(&mut self) -> &mut Option<SpawnHandle> {
+        &mut self.timer
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    fn on_timeout(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        self.core.handle_timeout(now);
+        self.drain(ctx);
     }
 }
 

@@ -33,6 +33,7 @@ pub mod failure;
 pub mod feeds;
 pub mod messages;
 pub mod node;
+mod shell;
 pub mod sim;
 pub mod state;
 pub mod store;

@@ -32,6 +32,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::dissemination::NodeEvent;
 use crate::failure::{Heartbeat, Liveness};
 use crate::messages::{InboundMessage, PeerStatus, SendMessage, Shutdown};
+use crate::shell::{TimedShell, now};
 
 /// Sets a local key now, or refuses. Replies with the version taken.
 #[derive(Message, Clone, Debug)]
@@ -92,10 +93,6 @@ pub struct StateActorStats {
     /// Heartbeats or peer news lost because the failure detector's or discovery's mailbox was
     /// full.
     pub notifications_dropped: u64,
-}
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// Converts a core message to the wire message it travels as (types 16, 17, 18).
@@ -204,19 +201,20 @@ impl StateActor {
         }
         self.arm_timer(ctx);
     }
+}
 
-    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        if let Some(handle) = self.timer.take() {
-            ctx.cancel_future(handle);
-        }
-        if let Some(deadline) = self.core.poll_timeout() {
-            let delay = deadline.saturating_duration_since(now());
-            self.timer = Some(ctx.run_later(delay, |act, ctx| {
-                act.timer = None;
-                act.core.handle_timeout(now());
-                act.drain(ctx);
-            }));
-        }
+impl TimedShell for StateActor {
+    fn timer_slot(&mut self) -> &mut Option<SpawnHandle> {
+        &mut self.timer
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    fn on_timeout(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        self.core.handle_timeout(now);
+        self.drain(ctx);
     }
 }
 
