@@ -1002,14 +1002,17 @@ impl<R: Rng> Reconcile<R> {
             let to_seed = if live < self.config.minimum_live_peers {
                 true
             } else {
-                // Cassandra's `maybeGossipToSeed`: unless the live target was a seed, a seed
-                // with probability seeds / (live + dead), so that groups of nodes that learned
-                // of each other through different seeds do not stay apart.
+                // Cassandra's `maybeGossipToSeed`: when the live target was not a seed, or
+                // fewer nodes are live than there are seeds, a seed with probability
+                // seeds / (live + dead), so that groups of nodes that learned of each other
+                // through different seeds do not stay apart. (The second condition matters
+                // when every peer is a seed: two nodes whose first rounds picked each other
+                // would otherwise only ever gossip with each other.)
                 let live_target_is_seed = targets
                     .first()
                     .is_some_and(|(a, _)| self.seeds.binary_search(a).is_ok());
                 let p = (self.seeds.len() as f64 / (live + dead) as f64).min(1.0);
-                !live_target_is_seed && self.rng.random_bool(p)
+                (!live_target_is_seed || live < self.seeds.len()) && self.rng.random_bool(p)
             };
             if to_seed {
                 let seed = self.seeds[self.rng.random_range(0..self.seeds.len())];

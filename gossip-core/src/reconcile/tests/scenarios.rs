@@ -211,3 +211,21 @@ fn same_seed_same_run() {
     assert_eq!(a, run(42));
     assert_ne!(a, run(43), "the seed matters");
 }
+
+/// Every node is every node's seed (a full static member list): two nodes whose first rounds
+/// pick each other must still reach the rest (Cassandra gossips to a seed while fewer nodes are
+/// live than there are seeds). Before that rule, such pairs stayed apart forever.
+#[test]
+fn every_node_a_seed_still_forms_one_group() {
+    for seed in 1..=40 {
+        let mut config = SimConfig::new(8, seed);
+        config.seeds = 8;
+        let mut sim = Sim::new(config);
+        let at = sim.run_until_converged(secs(30));
+        assert!(
+            at.is_some(),
+            "seed {seed}: 8 nodes seeded with each other did not converge: {}",
+            sim.report("8 nodes, all seeds")
+        );
+    }
+}
