@@ -36,7 +36,24 @@
 //! - `{"event":"log_verified","feed":"<hex>","messages":N,"head":H,"ok":B,"error":"..."}`
 //!   answering `verify-log` (`error` only when `ok` is false);
 //! - `{"event":"feed_forked","feed":"<hex>"}` when a followed feed is found forked;
-//! - `{"event":"stats",...}` answering `stats` (feed counters under `"feeds"`);
+//! - `{"event":"set","key":"...","version":N,"at_us":T}` once a `set` or `try_set` is applied
+//!   to the local state (`at_us` read after it returned; `version` is this node's version of
+//!   the write), and `{"event":"deleted","key":"...","version":N|null,"at_us":T}` for a
+//!   `delete` (`version` null when the key held no value);
+//! - `{"event":"value","node":"<hex>","key":"...","value":"<utf-8, lossy>"|null,
+//!   "version":N|null}` answering `get` (nulls when the key is not held);
+//!   `{"event":"nodes","nodes":["<hex>",...]}` answering `nodes`;
+//! - `{"event":"new_peer","node":"<hex>","addr":"IP:PORT","at_us":T}` when a node joins this
+//!   node's view of the cluster state;
+//!   `{"event":"update","node":"<hex>","key":"...","value":"<utf-8, lossy>"|null,"version":N,
+//!   "at_us":T}` when another node's key changes here (`value` null for a delete; local
+//!   writes produce none);
+//! - `{"event":"peer_dead","node":"<hex>","at_us":T}` when the failure detector convicts a
+//!   node, `{"event":"peer_live","node":"<hex>","at_us":T}` when a node declared dead is heard
+//!   again;
+//! - `{"event":"stats",...}` answering `stats` (feed counters under `"feeds"`, key/value state
+//!   under `"state"`, the update queue under `"flow"`, the failure detector under
+//!   `"failure"`);
 //!   `{"event":"peers","peers":[...]}` answering `peers`; `{"event":"peer_added","addr":"..."}`
 //!   answering `peer <addr>`;
 //! - `{"event":"error","command":"...","error":"..."}` for a refused or unknown command, and
@@ -46,10 +63,14 @@
 //! Times (`at_us`) are microseconds since the Unix epoch, read when the line is written.
 //!
 //! Commands on stdin, one per line: `broadcast <text>`, `publish <text>`, `follow <feed>`,
-//! `unfollow <feed>`, `log <feed> <from_seq> [limit]`, `verify-log <feed>`, `stats`,
-//! `peer <addr>`, `peers`, `quit` (a feed is 64 hex digits). End of stdin means `quit`.
+//! `unfollow <feed>`, `log <feed> <from_seq> [limit]`, `verify-log <feed>`,
+//! `set <key> <value>`, `try_set <key> <value>`, `delete <key>`, `get <node> <key>`, `nodes`,
+//! `stats`, `peer <addr>`, `peers`, `quit` (a feed or node is 64 hex digits; a key is one
+//! word, the value is the rest of the line). End of stdin means `quit`.
 //! Commands are handled one at a time, in order: a `publish` is answered before the next
-//! command is read.
+//! command is read. `set` and `delete` wait while the node's update rate refuses the write
+//! (events keep being reported meanwhile); `try_set` does not wait: above the rate it is an
+//! `error` event saying when to retry.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
@@ -59,9 +80,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Parser};
 use futures::StreamExt;
+use gossip_actors::core::NodeId;
 use gossip_actors::core::feed::{FeedId, FeedMessage};
 use gossip_actors::crypto::{Identity, Key, KeyError, Keyring};
+use gossip_actors::failure::FailureActorStats;
 use gossip_actors::feeds::FeedActorStats;
+use gossip_actors::state::{FlowActorStats, StateActorStats};
 use gossip_actors::storage::{FeedLog, MemoryStore, NodeStore, RedbStore, StoreError};
 use gossip_actors::{
     FaultInjection, Node, NodeConfig, NodeError, NodeEvent, NodeHandle, NodeStats, StartError,
@@ -447,6 +471,76 @@ pub enum Output {
         /// The feed.
         feed: String,
     },
+    /// A `set` or `try_set` command was applied to the local state.
+    Set {
+        /// The key.
+        key: String,
+        /// This node's version of the write.
+        version: u64,
+        /// Microseconds since the Unix epoch, read after the write returned.
+        at_us: u64,
+    },
+    /// A `delete` command was applied to the local state.
+    Deleted {
+        /// The key.
+        key: String,
+        /// The version the tombstone took, or null if the key held no value.
+        version: Option<u64>,
+        /// Microseconds since the Unix epoch, read after the delete returned.
+        at_us: u64,
+    },
+    /// The answer to `get`.
+    Value {
+        /// The owner, 64 hex digits.
+        node: String,
+        /// The key.
+        key: String,
+        /// The value as UTF-8 (invalid sequences replaced), or null if not held.
+        value: Option<String>,
+        /// The owner's version of the value, or null if not held.
+        version: Option<u64>,
+    },
+    /// The answer to `nodes`: every node whose state is held here, this one included.
+    Nodes {
+        /// Node ids, sorted.
+        nodes: Vec<String>,
+    },
+    /// A node joined this node's view of the cluster state.
+    NewPeer {
+        /// The node id.
+        node: String,
+        /// The address it advertises.
+        addr: String,
+        /// Microseconds since the Unix epoch.
+        at_us: u64,
+    },
+    /// The failure detector declared a node dead.
+    PeerDead {
+        /// The node id.
+        node: String,
+        /// Microseconds since the Unix epoch.
+        at_us: u64,
+    },
+    /// A node declared dead was heard from again.
+    PeerLive {
+        /// The node id.
+        node: String,
+        /// Microseconds since the Unix epoch.
+        at_us: u64,
+    },
+    /// Another node's key changed here.
+    Update {
+        /// The owner, 64 hex digits.
+        node: String,
+        /// The key.
+        key: String,
+        /// The new value as UTF-8 (invalid sequences replaced), or null when deleted.
+        value: Option<String>,
+        /// The owner's version of this change.
+        version: u64,
+        /// Microseconds since the Unix epoch.
+        at_us: u64,
+    },
     /// The node stopped; always the last line.
     Bye,
 }
@@ -529,6 +623,121 @@ pub struct StatsEvent {
     pub transport_full: u64,
     /// Feed replication.
     pub feeds: FeedStatsEvent,
+    /// Key/value reconciliation and the update rate.
+    pub state: StateStatsEvent,
+    /// Local writes waiting for the update rate.
+    pub flow: FlowStatsEvent,
+    /// The failure detector.
+    pub failure: FailureStatsEvent,
+}
+
+/// The key/value counters of the `stats` event (see [`StateActorStats`] and
+/// [`gossip_actors::core::reconcile::ReconcileStats`] for their meaning).
+#[derive(Serialize, Debug)]
+#[allow(missing_docs)]
+pub struct StateStatsEvent {
+    /// Gossip rounds run.
+    pub rounds: u64,
+    /// The current maximum update rate, in thousandths of an update per second.
+    pub rate_milli: u32,
+    /// The same in updates per second.
+    pub rate_per_sec: f64,
+    /// Local writes (`set` and `delete`) applied.
+    pub local_updates: u64,
+    pub digests_sent: u64,
+    pub digests_received: u64,
+    pub entries_applied: u64,
+    pub entries_sent: u64,
+    /// Entries a peer lacked that did not fit the datagram (the flow-control overflow).
+    pub entries_left_out: u64,
+    pub nodes_learned: u64,
+    pub exchanges_timed_out: u64,
+    /// Datagrams not handed to the full transport mailbox.
+    pub transport_full: u64,
+    /// Heartbeats or peer news lost to a full mailbox.
+    pub notifications_dropped: u64,
+}
+
+impl StateStatsEvent {
+    /// The event's counters from the state actor's stats.
+    pub fn of(stats: &StateActorStats) -> Self {
+        let core = &stats.core;
+        StateStatsEvent {
+            rounds: core.rounds,
+            rate_milli: stats.rate_milli,
+            rate_per_sec: f64::from(stats.rate_milli) / 1000.0,
+            local_updates: core.local_updates,
+            digests_sent: core.digests_sent,
+            digests_received: core.digests_received,
+            entries_applied: core.entries_applied,
+            entries_sent: core.entries_sent,
+            entries_left_out: core.entries_left_out,
+            nodes_learned: core.nodes_learned,
+            exchanges_timed_out: core.exchanges_timed_out,
+            transport_full: stats.transport_full,
+            notifications_dropped: stats.notifications_dropped,
+        }
+    }
+}
+
+/// The update queue's counters of the `stats` event (see [`FlowActorStats`]).
+#[derive(Serialize, Debug)]
+pub struct FlowStatsEvent {
+    /// Writes waiting for the rate now.
+    pub queued: usize,
+    /// Writes that waited at least once for the rate.
+    pub delayed: u64,
+    /// Writes refused because the queue was full.
+    pub refused_full: u64,
+}
+
+impl FlowStatsEvent {
+    /// The event's counters from the flow control actor's stats.
+    pub fn of(stats: &FlowActorStats) -> Self {
+        FlowStatsEvent {
+            queued: stats.queued,
+            delayed: stats.delayed,
+            refused_full: stats.refused_full,
+        }
+    }
+}
+
+/// The failure detector's counters of the `stats` event (see [`FailureActorStats`] and
+/// [`gossip_actors::core::failure::FailureStats`] for their meaning).
+#[derive(Serialize, Debug)]
+#[allow(missing_docs)]
+pub struct FailureStatsEvent {
+    /// Peers tracked now, live and dead.
+    pub peers_tracked: usize,
+    /// Of those, peers dead now.
+    pub peers_dead: usize,
+    pub heartbeats: u64,
+    /// Live peers declared dead (`peer_dead` events).
+    pub convictions: u64,
+    /// Dead peers heard again (`peer_live` events).
+    pub revivals: u64,
+    pub forgotten: u64,
+    /// Local stalls detected by the pause guard.
+    pub stalls_detected: u64,
+    /// Verdicts lost to a full mailbox.
+    pub verdicts_dropped: u64,
+}
+
+impl FailureStatsEvent {
+    /// The event's counters from the failure detector actor's stats.
+    pub fn of(stats: &FailureActorStats) -> Self {
+        let core = &stats.core;
+        FailureStatsEvent {
+            peers_tracked: core.peers_tracked,
+            peers_dead: core.peers_dead,
+            heartbeats: core.heartbeats,
+            convictions: core.convictions,
+            revivals: core.revivals,
+            forgotten: core.forgotten,
+            stalls_detected: core.stalls_detected,
+            verdicts_dropped: stats.verdicts_dropped,
+        }
+    }
 }
 
 /// The feed counters of the `stats` event (see [`FeedActorStats`] and
@@ -631,6 +840,9 @@ impl StatsEvent {
             mailbox_full: t.mailbox_full,
             transport_full: stats.dissemination.transport_full,
             feeds: FeedStatsEvent::of(&stats.feeds),
+            state: StateStatsEvent::of(&stats.state),
+            flow: FlowStatsEvent::of(&stats.flow),
+            failure: FailureStatsEvent::of(&stats.failure),
         }
     }
 }
@@ -669,6 +881,31 @@ fn parse_feed(text: &str) -> Result<FeedId, String> {
     hex::decode_to_slice(text, &mut bytes)
         .map_err(|err| format!("bad feed id {text:?} (expected 64 hex digits): {err}"))?;
     Ok(FeedId(bytes))
+}
+
+/// Parses a node id: 64 hex digits.
+fn parse_node(text: &str) -> Result<NodeId, String> {
+    let text = text.trim();
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text, &mut bytes)
+        .map_err(|err| format!("bad node id {text:?} (expected 64 hex digits): {err}"))?;
+    Ok(NodeId(bytes))
+}
+
+/// Splits `<key> <value>`: the key is the first word, the value the rest of the line (empty
+/// if none).
+fn parse_key_value(rest: &str) -> Result<(&str, &str), String> {
+    let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
+    if key.is_empty() {
+        return Err("expected <key> <value>".to_owned());
+    }
+    Ok((key, value))
+}
+
+/// Whether the command `line` may wait for long (for the update rate), so the node's events
+/// are reported while it runs.
+fn may_wait(line: &str) -> bool {
+    matches!(line.split_whitespace().next(), Some("set" | "delete"))
 }
 
 /// Parses a sequence number.
@@ -856,6 +1093,74 @@ async fn handle_command(
                 Err(err) => emit_error(Some(line), err)?,
             }
         }
+        "set" | "try_set" => {
+            let (key, value) = match parse_key_value(rest) {
+                Ok(kv) => kv,
+                Err(err) => return emit_error(Some(line), err).map(|()| Flow::Continue),
+            };
+            let value = value.as_bytes().to_vec();
+            let result = if verb == "set" {
+                node.set(key, value).await
+            } else {
+                node.try_set(key, value).await
+            };
+            match result {
+                Ok(version) => emit(&Output::Set {
+                    key: key.to_owned(),
+                    version,
+                    at_us: unix_micros(),
+                })?,
+                Err(NodeError::Stopped) => return Err(RunNodeError::Stopped),
+                Err(err) => emit_error(Some(line), err)?,
+            }
+        }
+        "delete" => {
+            let key = rest.trim();
+            if key.is_empty() || key.contains(' ') {
+                return emit_error(Some(line), "expected delete <key>").map(|()| Flow::Continue);
+            }
+            match node.delete(key).await {
+                Ok(version) => emit(&Output::Deleted {
+                    key: key.to_owned(),
+                    version,
+                    at_us: unix_micros(),
+                })?,
+                Err(NodeError::Stopped) => return Err(RunNodeError::Stopped),
+                Err(err) => emit_error(Some(line), err)?,
+            }
+        }
+        "get" => {
+            let mut words = rest.split_whitespace();
+            let (owner, key) = match (words.next(), words.next(), words.next()) {
+                (Some(owner), Some(key), None) => match parse_node(owner) {
+                    Ok(owner) => (owner, key),
+                    Err(err) => return emit_error(Some(line), err).map(|()| Flow::Continue),
+                },
+                _ => {
+                    return emit_error(Some(line), "expected get <node> <key>")
+                        .map(|()| Flow::Continue);
+                }
+            };
+            match node.get(owner, key).await {
+                Ok(held) => emit(&Output::Value {
+                    node: owner.to_string(),
+                    key: key.to_owned(),
+                    value: held
+                        .as_ref()
+                        .map(|(value, _)| String::from_utf8_lossy(value).into_owned()),
+                    version: held.map(|(_, version)| version),
+                })?,
+                Err(NodeError::Stopped) => return Err(RunNodeError::Stopped),
+                Err(err) => emit_error(Some(line), err)?,
+            }
+        }
+        "nodes" => match node.nodes().await {
+            Ok(nodes) => emit(&Output::Nodes {
+                nodes: nodes.iter().map(ToString::to_string).collect(),
+            })?,
+            Err(NodeError::Stopped) => return Err(RunNodeError::Stopped),
+            Err(err) => emit_error(Some(line), err)?,
+        },
         "stats" => {
             let stats = node.stats().await.map_err(|_| RunNodeError::Stopped)?;
             emit(&Output::Stats(Box::new(StatsEvent::of(&stats))))?;
@@ -892,7 +1197,8 @@ async fn handle_command(
             format!(
                 "unknown command {other:?} (expected broadcast <text>, publish <text>, \
                  follow <feed>, unfollow <feed>, log <feed> [from_seq] [limit], \
-                 verify-log <feed>, stats, peer <addr>, peers or quit)"
+                 verify-log <feed>, set <key> <value>, try_set <key> <value>, \
+                 delete <key>, get <node> <key>, nodes, stats, peer <addr>, peers or quit)"
             ),
         )?,
     }
@@ -918,10 +1224,48 @@ fn emit_event(event: NodeEvent) -> Result<(), RunNodeError> {
             payload: String::from_utf8_lossy(&d.payload).into_owned(),
             at_us: unix_micros(),
         }),
+        NodeEvent::NewPeer { node, addr } => emit(&Output::NewPeer {
+            node: node.to_string(),
+            addr: addr.to_string(),
+            at_us: unix_micros(),
+        }),
+        NodeEvent::PeerDead { node } => emit(&Output::PeerDead {
+            node: node.to_string(),
+            at_us: unix_micros(),
+        }),
+        NodeEvent::PeerLive { node } => emit(&Output::PeerLive {
+            node: node.to_string(),
+            at_us: unix_micros(),
+        }),
+        NodeEvent::Update {
+            node,
+            key,
+            value,
+            version,
+        } => emit(&Output::Update {
+            node: node.to_string(),
+            key,
+            value: value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            version,
+            at_us: unix_micros(),
+        }),
         other => {
             tracing::debug!(?other, "event not reported");
             Ok(())
         }
+    }
+}
+
+/// Reports one result of the event subscription.
+fn forward_event(event: Result<NodeEvent, RecvError>) -> Result<(), RunNodeError> {
+    match event {
+        Ok(event) => emit_event(event),
+        Err(RecvError::Lagged(n)) => emit(&Output::Error {
+            command: None,
+            error: format!("event subscriber lagged: {n} events skipped"),
+            skipped: Some(n),
+        }),
+        Err(RecvError::Closed) => Err(RunNodeError::Stopped),
     }
 }
 
@@ -970,19 +1314,23 @@ async fn serve(node: &NodeHandle, store: &SharedStore) -> Result<(), RunNodeErro
     loop {
         tokio::select! {
             biased;
-            event = events.recv() => match event {
-                Ok(event) => emit_event(event)?,
-                Err(RecvError::Lagged(n)) => emit(&Output::Error {
-                    command: None,
-                    error: format!("event subscriber lagged: {n} events skipped"),
-                    skipped: Some(n),
-                })?,
-                Err(RecvError::Closed) => return Err(RunNodeError::Stopped),
-            },
+            event = events.recv() => forward_event(event)?,
             line = commands.recv() => match line {
                 None => return Ok(()),
                 Some(line) => {
-                    if let Flow::Quit = handle_command(node, store, &line).await? {
+                    // A command that may wait for the update rate runs while events keep
+                    // being reported; any other is answered before the next event.
+                    let report_events = may_wait(&line);
+                    let command = handle_command(node, store, &line);
+                    tokio::pin!(command);
+                    let flow = loop {
+                        tokio::select! {
+                            biased;
+                            flow = &mut command => break flow?,
+                            event = events.recv(), if report_events => forward_event(event)?,
+                        }
+                    };
+                    if let Flow::Quit = flow {
                         return Ok(());
                     }
                 }

@@ -64,6 +64,27 @@ fn cluster_of_eight_delivers_two_hundred_messages_exactly_once() {
     assert!(summary["datagrams_sent"].as_u64().expect("datagrams_sent") > 0);
     assert!(summary["bytes_sent"].as_u64().expect("bytes_sent") > 0);
     assert!(summary["elapsed_ms"].as_u64().is_some());
+
+    // Key/value state: every node set 3 keys, and every other node reported each of them.
+    assert_eq!(summary["keys"], 3, "{summary}");
+    assert_eq!(summary["sets"], 24, "{summary}");
+    assert_eq!(summary["kv_converged"], true, "{summary}");
+    assert_eq!(summary["unexpected_updates"], 0, "{summary}");
+    assert!(summary["kv_convergence_ms"].as_f64().is_some(), "{summary}");
+
+    // Failure detection: one node (not node 0) was killed; all 7 survivors declared it dead
+    // within the documented bound, and no live node was ever declared dead.
+    let killed = summary["killed_node"].as_u64().expect("a node was killed");
+    assert!((1..8).contains(&killed), "{summary}");
+    assert_eq!(summary["survivors"], 7, "{summary}");
+    assert_eq!(summary["detected"], 7, "{summary}");
+    let bound = summary["detection_bound_ms"].as_f64().expect("bound");
+    assert!((31_000.0..32_000.0).contains(&bound), "{summary}");
+    let p50 = summary["detection_ms_p50"].as_f64().expect("detection p50");
+    let max = summary["detection_ms_max"].as_f64().expect("detection max");
+    assert!(0.0 < p50 && p50 <= max && max <= bound, "{summary}");
+    assert_eq!(summary["detection_within_bound"], true, "{summary}");
+    assert_eq!(summary["false_dead"], 0, "{summary}");
 }
 
 /// One `gossip-node` process and its JSON lines.
@@ -72,6 +93,7 @@ struct NodeProcess {
     stdin: Option<ChildStdin>,
     lines: Receiver<Value>,
     addr: String,
+    node_id: String,
 }
 
 impl NodeProcess {
@@ -102,11 +124,13 @@ impl NodeProcess {
             stdin,
             lines,
             addr: String::new(),
+            node_id: String::new(),
         };
         let ready = node.next_event(Duration::from_secs(20));
         assert_eq!(ready["event"], "ready", "first line is ready: {ready}");
         assert_eq!(ready["node_id"].as_str().map(str::len), Some(64));
         node.addr = ready["addr"].as_str().expect("addr").to_owned();
+        node.node_id = ready["node_id"].as_str().expect("node_id").to_owned();
         assert!(node.addr.starts_with("127.0.0.1:"), "{ready}");
         node
     }
@@ -225,6 +249,114 @@ fn gossip_node_speaks_json_lines_over_stdin_and_stdout() {
     for node in [a, b] {
         let status = node.quit().expect("node exits after quit");
         assert!(status.success(), "exit status {status}");
+    }
+}
+
+#[test]
+fn gossip_node_sets_reads_and_reports_keys() {
+    let mut a = NodeProcess::start("key value passphrase");
+    let mut b = NodeProcess::start("key value passphrase");
+    connect(&mut [&mut a, &mut b]);
+
+    // The state protocol finds the other node.
+    let new_peer = b
+        .wait_for(Duration::from_secs(10), |v| v["event"] == "new_peer")
+        .expect("b learns a");
+    assert_eq!(new_peer["node"], a.node_id.as_str(), "{new_peer}");
+    assert_eq!(new_peer["addr"], a.addr.as_str(), "{new_peer}");
+
+    a.send("set color deep blue");
+    let set = a
+        .wait_for(Duration::from_secs(5), |v| v["event"] == "set")
+        .expect("set acknowledged");
+    assert_eq!(set["key"], "color", "{set}");
+    let version = set["version"].as_u64().expect("version");
+    assert!(set["at_us"].as_u64().is_some(), "{set}");
+    let update = b
+        .wait_for(Duration::from_secs(10), |v| v["event"] == "update")
+        .expect("b hears a's key");
+    assert_eq!(update["node"], a.node_id.as_str(), "{update}");
+    assert_eq!(update["key"], "color", "{update}");
+    assert_eq!(update["value"], "deep blue", "{update}");
+    assert_eq!(update["version"], version, "{update}");
+    assert!(
+        update["at_us"].as_u64() >= set["at_us"].as_u64(),
+        "{update}"
+    );
+
+    b.send(&format!("get {} color", a.node_id));
+    let value = b
+        .wait_for(Duration::from_secs(5), |v| v["event"] == "value")
+        .expect("get answered");
+    assert_eq!(value["value"], "deep blue", "{value}");
+    assert_eq!(value["version"], version, "{value}");
+    b.send(&format!("get {} shape", a.node_id));
+    let value = b
+        .wait_for(Duration::from_secs(5), |v| v["event"] == "value")
+        .expect("get answered");
+    assert!(
+        value["value"].is_null() && value["version"].is_null(),
+        "{value}"
+    );
+
+    a.send("try_set shape round");
+    let set = a
+        .wait_for(Duration::from_secs(5), |v| v["event"] == "set")
+        .expect("try_set acknowledged");
+    assert!(set["version"].as_u64() > Some(version), "{set}");
+    a.send("delete color");
+    let deleted = a
+        .wait_for(Duration::from_secs(5), |v| v["event"] == "deleted")
+        .expect("delete acknowledged");
+    assert!(
+        deleted["version"].as_u64() > set["version"].as_u64(),
+        "{deleted}"
+    );
+    let update = b
+        .wait_for(Duration::from_secs(10), |v| {
+            v["event"] == "update" && v["key"] == "color"
+        })
+        .expect("b hears the delete");
+    assert!(update["value"].is_null(), "{update}");
+
+    // Too large a value is refused, naming both sizes.
+    a.send(&format!("set big {}", "x".repeat(2_000)));
+    let error = a
+        .wait_for(Duration::from_secs(5), |v| v["event"] == "error")
+        .expect("oversize value refused");
+    let text = error["error"].as_str().unwrap_or_default();
+    assert!(text.contains("2000") && text.contains("1024"), "{error}");
+    b.send("get nothex color");
+    let error = b
+        .wait_for(Duration::from_secs(5), |v| v["event"] == "error")
+        .expect("bad node id refused");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("node id"))
+    );
+
+    b.send("nodes");
+    let nodes = b
+        .wait_for(Duration::from_secs(5), |v| v["event"] == "nodes")
+        .expect("nodes answered");
+    let listed = nodes["nodes"].as_array().expect("nodes array");
+    assert!(listed.iter().any(|n| n == a.node_id.as_str()), "{nodes}");
+    assert!(listed.iter().any(|n| n == b.node_id.as_str()), "{nodes}");
+
+    a.send("stats");
+    let stats = a
+        .wait_for(Duration::from_secs(5), |v| v["event"] == "stats")
+        .expect("stats event");
+    assert!(stats["state"]["rounds"].as_u64() > Some(0), "{stats}");
+    assert_eq!(stats["state"]["local_updates"], 3, "{stats}");
+    assert!(stats["state"]["rate_milli"].as_u64() > Some(0), "{stats}");
+    assert_eq!(stats["failure"]["convictions"], 0, "{stats}");
+    assert_eq!(stats["failure"]["revivals"], 0, "{stats}");
+    assert_eq!(stats["flow"]["queued"], 0, "{stats}");
+
+    for node in [a, b] {
+        assert!(node.quit().is_some_and(|s| s.success()));
     }
 }
 
