@@ -87,19 +87,26 @@ fn an_overloaded_producer_lowers_its_rate_until_the_backlog_stops_growing() {
     let peak = samples.iter().map(|s| s.rate).fold(0.0, f64::max);
     let last = window(&samples, start + secs(120), start + secs(180));
     let middle = window(&samples, start + secs(60), start + secs(120));
-    // The backlog does not keep growing: the last minute is no worse than the one before
-    // (plus one datagram's worth of slack).
-    let (b_mid, b_last) = (
-        middle.iter().map(|s| s.backlog).max().unwrap_or(0),
-        last.iter().map(|s| s.backlog).max().unwrap_or(0),
-    );
+    // The backlog does not keep growing. It oscillates with the AIMD saw-tooth, so single
+    // peaks say little; judge the level and the trend: the last minute's mean backlog is no
+    // worse than the minute before (with slack for the saw-tooth), and the least-squares slope
+    // over both minutes is flat (a producer held at a rate the gossip cannot carry would add
+    // entries every second: a slope of several per second).
+    let mean_backlog = |w: &[Sample]| mean(w.iter().map(|s| s.backlog as f64));
+    let (b_mid, b_last) = (mean_backlog(&middle), mean_backlog(&last));
+    let both = window(&samples, start + secs(60), start + secs(180));
+    let slope = backlog_slope(&both);
     println!(
         "peak rate {peak:.1}/s, mean rate last minute {:.1}/s, throughput {:.1}/s, \
-         max backlog {b_mid} then {b_last}",
+         mean backlog {b_mid:.1} then {b_last:.1}, slope {slope:.3} entries/s",
         mean(last.iter().map(|s| s.rate)),
         throughput(&last)
     );
-    assert!(b_last <= b_mid + 40, "backlog grows: {b_mid} → {b_last}");
+    assert!(
+        b_last <= b_mid * 1.5 + 10.0,
+        "backlog grows: mean {b_mid:.1} → {b_last:.1}"
+    );
+    assert!(slope < 0.5, "backlog trend {slope:.3} entries/s");
     // The producer was held far below what it asked for (1,000/s).
     assert!(throughput(&last) < 200.0);
     assert!(throughput(&last) > 5.0, "but kept writing");
@@ -139,4 +146,18 @@ fn two_heavy_producers_end_with_rates_within_twenty_percent() {
         "throughputs {ta:.1} vs {tb:.1}"
     );
     assert!(sim.bounds_ok(), "{report}");
+}
+
+/// Least-squares slope of the backlog over time, in entries per second.
+fn backlog_slope(samples: &[Sample]) -> f64 {
+    let n = samples.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let xs: Vec<f64> = samples.iter().map(|s| s.at.as_secs_f64()).collect();
+    let ys: Vec<f64> = samples.iter().map(|s| s.backlog as f64).collect();
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let cov: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let var: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    if var == 0.0 { 0.0 } else { cov / var }
 }
