@@ -34,12 +34,33 @@
 //! thousands of nodes does not fit 1,400 bytes (chitchat's failure past a few hundred nodes),
 //! so a [`Digest`] carries a *page*: the entries of a contiguous range of the node-id ring,
 //! complete for that range, rotating round by round; a node the peer knows inside the range
-//! but the initiator did not list is unknown to the initiator and is sent whole. Pages alone
-//! would make a fresh update wait for a page to cover it, so a digest also carries *rumours*:
-//! a random sample of the nodes whose state changed recently at the initiator, advertised
-//! until a few peers in a row already had them (Demers et al.'s rumour mongering with feedback
-//! and counter). Rumours spread news in O(log n) rounds; pages guarantee that everything is
-//! eventually compared.
+//! but the initiator did not list is unknown to the initiator and is sent whole. Digest
+//! entries name nodes by an 8-byte id prefix ([`NodePrefix`]), 12–16 bytes an entry, so a
+//! 1,400-byte datagram lists about 90 nodes (against 30 with whole ids). Pages alone would make a fresh update wait until a page covers
+//! it, so a digest also carries *rumours*: the nodes whose state changed most recently at the
+//! initiator, newest first, each advertised until `rumor_counter` peers already had it
+//! (Demers et al.'s rumour mongering with feedback and counter) or for at most
+//! ⌈log₂ n + ln n⌉ + `rumor_counter` rounds (push gossip reaches n nodes in about
+//! log₂ n + ln n rounds, Pittel 1987). Rumours spread news in O(log n) rounds; pages guarantee
+//! that everything is eventually compared.
+//!
+//! # Measured
+//!
+//! On the virtual-clock simulator of this module's tests (1 s rounds, 1–20 ms latency,
+//! 1,364-byte envelopes, every node starting with only three seed addresses, 8 seeds each):
+//!
+//! | nodes | cold start to full convergence | one fresh update reaches all |
+//! |---|---|---|
+//! | 50 (3 keys each) | 5–7 rounds (11–15 with 20 % loss) | 3–5 rounds |
+//! | 500 (1 key each) | 31–35 rounds | 9–14 rounds |
+//! | 1,000 (1 key each) | 68 rounds | 18 rounds |
+//! | 2,000 (1 key each) | 171 rounds | 27 rounds |
+//!
+//! At 2,000 nodes each node sends about 3 datagrams and 3.2 KB per round. The first 90 % of
+//! a cold start arrives at the bandwidth of one reply and one deltas datagram per node and
+//! round (about 24 node states); the rest is found by pages and rumours. Two halves of a
+//! 50-node cluster that each wrote during a two-minute partition converge 1–3 rounds after
+//! it heals (the failure detectors marked the other half dead, and dead peers are probed).
 //!
 //! # Deletes, resets, restarts, forgetting
 //!
@@ -348,8 +369,8 @@ pub struct ReconcileOccupancy {
     pub forgotten: usize,
     /// Nodes advertised as rumours (≤ `max_nodes`).
     pub rumors: usize,
-    /// Entries of the largest owner, tombstones and stale entries included
-    /// (≤ 2 × `max_keys_per_owner` while rebuilding, else ≤ `max_keys_per_owner`).
+    /// Entries of the largest owner, tombstones and the old entries kept during a rebuild
+    /// included (≤ 2 × `max_keys_per_owner` while rebuilding, else ≤ `max_keys_per_owner`).
     pub largest_owner: usize,
     /// Tombstones awaiting collection.
     pub tombstones: usize,
@@ -437,9 +458,14 @@ struct Want {
 ///    `handle_timeout` calls are harmless: a round runs only when due, and missed rounds are
 ///    not caught up.
 ///
-/// Outputs beyond `output_queue_capacity` are dropped and counted. A `set` or `delete`
-/// refused with [`StateError::Backpressure`] changed nothing: a waiting `set` queues it (in
-/// the shell's bounded queue) and calls again after `retry_after`; `try_set` reports it.
+/// Outputs beyond `output_queue_capacity` are dropped and counted.
+///
+/// A `set` or `delete` refused with [`StateError::Backpressure`] changed nothing. The node's
+/// `try_set` reports the refusal; its waiting `set` puts the request in a bounded FIFO queue
+/// (refusing with the same error when the queue is full) and calls again after
+/// `retry_after`. While requests wait, later ones of the same node must wait behind them
+/// (also those of `try_set`, which then refuses), or a queued old value could overwrite a
+/// newer one.
 ///
 /// # Protocol
 ///
@@ -457,9 +483,9 @@ struct Want {
 ///    until [`handle_peer_dead`](Self::handle_peer_dead). The shell's failure detector MUST
 ///    start watching a node at [`StateEvent::NewNode`] so that one that is never heard from
 ///    is eventually reported dead.
-/// 2. **Digest** (step 1): the local node's and the peer's entries, a random sample of
-///    rumours within `rumor_share` of the datagram, and as much of the rotating page as fits
-///    (see [`Digest`]); the next page starts where this one ended. The initiator's rate and
+/// 2. **Digest** (step 1): the local node's and the peer's entries, the newest rumours
+///    within `rumor_share` of the datagram, and as much of the rotating page as fits (see
+///    [`Digest`]); the next page starts where this one ended. The initiator's rate and
 ///    desired rate ride along.
 /// 3. **Reply** (step 2): the responder re-splits the two rates ([`FlowControl::split`]),
 ///    compares every listed entry with its own (a higher generation wins; then the higher
@@ -483,9 +509,11 @@ struct Want {
 /// 6. **Reset rule**: an owner's deltas for a peer whose digest entry has the same
 ///    generation, a max version below the owner's gc version here, and a gc version below it
 ///    too, are sent as a reset from 0.
-/// 7. **Rumours**: a node whose state advanced here (new node, restart, new versions,
-///    local write) is a rumour with counter 0; each digest advertising it to a peer that did
-///    not ask for it in its reply, or did not reply, adds 1; at `rumor_counter` it stops.
+/// 7. **Rumours**: a remote node whose state advanced here (new node, restart, new
+///    versions) is a rumour with counter 0 (the local node is in every digest anyway); each
+///    digest advertising it to a peer that did not ask for it in its reply, or did not reply,
+///    adds 1; at `rumor_counter`, or ⌈log₂ n + ln n⌉ + `rumor_counter` rounds after it was
+///    marked, it stops.
 /// 8. **Flow control** ([`crate::flow`]): each `set`/`delete` takes a token of the current
 ///    rate; each reply or deltas message built reports pending and sent entries to the AIMD
 ///    rule; rates are re-split pairwise on every exchange.
@@ -494,8 +522,8 @@ struct Want {
 ///
 /// # Determinism
 ///
-/// Randomness (first round phase, targets, rumour samples, tie-breaks, the page cursor's
-/// start) comes from `R`; every collection reaching an output is a `BTreeMap`, a sorted
+/// Randomness (first round phase, targets, tie-breaks, the page cursor's start) comes from
+/// `R`; every collection reaching an output is a `BTreeMap`, a sorted
 /// vector or a vector whose order depends only on the inputs. The same seed and inputs give
 /// the same outputs.
 ///
@@ -1789,6 +1817,26 @@ impl<R: Rng> Reconcile<R> {
                 match st.find_stale(&e.key) {
                     Ok(i) => st.stale[i] = e,
                     Err(i) => st.stale.insert(i, e),
+                }
+            }
+            // A second reset before the first rebuild completed can merge two key sets: keep
+            // the newest `max_keys_per_owner` old entries.
+            if st.stale.len() > max_keys {
+                let mut versions: Vec<u64> = st.stale.iter().map(|e| e.version).collect();
+                versions.sort_unstable();
+                let cut = versions[st.stale.len() - max_keys];
+                for old in std::mem::take(&mut st.stale) {
+                    if old.version >= cut {
+                        st.stale.push(old);
+                    } else if old.value.is_some() {
+                        self.stats.stale_keys_dropped += 1;
+                        events.push(StateEvent::Update {
+                            node,
+                            key: old.key,
+                            value: None,
+                            version: 0,
+                        });
+                    }
                 }
             }
             st.max_version = 0;

@@ -159,7 +159,7 @@ impl DigestEntry {
 /// which is how a digest of thousands of nodes is carried by 1,400-byte datagrams.
 ///
 /// `extra` lists nodes outside that guarantee: the initiator itself, the node it gossips with,
-/// and a sample of nodes whose state changed recently at the initiator (rumours). Their
+/// and the nodes whose state changed most recently at the initiator (rumours). Their
 /// absence means nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digest {

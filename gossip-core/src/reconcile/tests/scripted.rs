@@ -850,3 +850,77 @@ fn add_seed_skips_self_and_duplicates_and_is_bounded() {
     assert_eq!(core.stats().seeds_refused, 11);
     assert!(core.seeds().windows(2).all(|w| w[0] < w[1]), "kept sorted");
 }
+
+#[test]
+fn repeated_resets_keep_the_old_entries_within_max_keys() {
+    let t = t0();
+    let c = ReconcileConfig {
+        max_keys_per_owner: 3,
+        ..config()
+    };
+    let mut r = core(1, 1, vec![], c, t);
+    feed(&mut r, t, vec![owner_delta(3, 1, 3, 4)]);
+    let entry = |key: &str, version| DeltaEntry {
+        key: key.to_owned(),
+        version,
+        value: Some(bytes("new")),
+    };
+    let reset = |heartbeat, to, entries: Vec<DeltaEntry>| NodeDelta {
+        node: node(3),
+        generation: 1,
+        heartbeat,
+        addr: addr(3),
+        gc_version: 10,
+        reset: true,
+        from_version: 0,
+        to_version: to,
+        complete: false,
+        entries,
+    };
+    feed(
+        &mut r,
+        t,
+        vec![reset(2, 12, vec![entry("d", 11), entry("e", 12)])],
+    );
+    assert_eq!(r.nodes[&node(3)].stale.len(), 3);
+    assert_eq!(r.get(&node(3), "k0"), Some((Bytes::from(vec![3; 4]), 1)));
+    // A second reset before the rebuild completed: five old keys, the three newest kept.
+    let events = feed(&mut r, t, vec![reset(3, 21, vec![entry("f", 21)])]);
+    let st = &r.nodes[&node(3)];
+    assert_eq!(st.stale.len(), 3);
+    assert!(r.occupancy().largest_owner <= 6);
+    assert_eq!(r.stats().stale_keys_dropped, 2);
+    assert_eq!(r.get(&node(3), "k0"), None);
+    assert_eq!(r.get(&node(3), "k1"), None);
+    assert!(r.get(&node(3), "k2").is_some());
+    assert!(r.get(&node(3), "e").is_some());
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, StateEvent::Update { value: None, .. }))
+            .count(),
+        2
+    );
+    // Completion drops the old keys the rebuilt state did not bring.
+    feed(
+        &mut r,
+        t,
+        vec![NodeDelta {
+            reset: false,
+            from_version: 21,
+            to_version: 22,
+            complete: true,
+            entries: vec![entry("g", 22)],
+            ..reset(4, 0, vec![])
+        }],
+    );
+    let view = r.node_state(&node(3)).unwrap();
+    assert_eq!(
+        view.entries
+            .iter()
+            .map(|e| e.key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["f", "g"]
+    );
+    assert!(r.nodes[&node(3)].stale.is_empty());
+}
