@@ -12,7 +12,7 @@
 //! ones (none unchecked, none missing).
 //!
 //! To print the vectors again after a deliberate wire change:
-//! `cargo test -p gossip-net --test wire_doc -- --ignored --nocapture print_vectors`.
+//! `WIRE_DOC_PRINT=1 cargo test -p gossip-net --test wire_doc generated -- --nocapture`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -1566,23 +1566,38 @@ fn seq(start: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| start.wrapping_add(i as u8)).collect()
 }
 
+thread_local! {
+    /// What the vector generator writes (one document block after another).
+    static OUT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Appends one line to the generator's output.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        OUT.with(|o| {
+            use std::fmt::Write as _;
+            let _ = writeln!(o.borrow_mut(), $($arg)*);
+        })
+    };
+}
+
 fn print_field(name: &str, bytes: &[u8]) {
     let hex = to_hex(bytes);
     if hex.is_empty() {
-        println!("{name}:");
+        out!("{name}:");
     }
     for chunk in hex.as_bytes().chunks(64) {
-        println!("{name}: {}", std::str::from_utf8(chunk).unwrap());
+        out!("{name}: {}", std::str::from_utf8(chunk).unwrap());
     }
 }
 
 fn print_message(message: &Message) {
     let (name, fields) = message_fields(message);
-    println!("message: {name}");
+    out!("message: {name}");
     for (path, value) in &fields.0 {
         match value {
             Value::Hex(bytes) => print_field(path, bytes),
-            Value::Text(text) => println!("{path}: {text}"),
+            Value::Text(text) => out!("{path}: {text}"),
         }
     }
 }
@@ -1843,40 +1858,67 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
 }
 
 fn print_feed_kat(name: &str, m: &FeedMessage) {
-    println!("\n```text\nvector: {name}");
+    out!("\n```text\nvector: {name}");
     print_field("seed", &[1; 32]);
     print_field("author", &m.author.0);
-    println!("sequence: {}", m.sequence);
+    out!("sequence: {}", m.sequence);
     match m.previous {
-        None => println!("previous: none"),
+        None => out!("previous: none"),
         Some(h) => print_field("previous", &h.0),
     }
-    println!("timestamp_ms: {}", m.timestamp_ms);
+    out!("timestamp_ms: {}", m.timestamp_ms);
     print_field("content", &m.content);
     print_field("signing_bytes", &m.signing_bytes());
     print_field("signature", &m.signature);
     print_field("signed", &m.encode_signed());
     print_field("id", &m.id().0);
-    println!("```");
+    out!("```");
 }
 
-/// Prints the vectors in the document's format from fixed inputs.
+/// Generates every vector block from its fixed inputs and checks that the document holds each
+/// block exactly as generated, so a vector can never drift from the code that makes it. After
+/// a deliberate wire change, `WIRE_DOC_PRINT=1 cargo test -p gossip-net --test wire_doc
+/// generated -- --nocapture` prints the blocks to paste into the document.
 #[test]
-#[ignore = "generator: run by hand after a deliberate wire change"]
-fn print_vectors() {
+fn generated_vectors_are_the_documents() {
+    OUT.with(|o| o.borrow_mut().clear());
+    generate_vectors();
+    let generated = OUT.with(|o| o.borrow().clone());
+    if std::env::var_os("WIRE_DOC_PRINT").is_some() {
+        println!("{generated}");
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/wire.md");
+    let document = std::fs::read_to_string(path).unwrap();
+    let blocks: Vec<&str> = generated
+        .split("```text\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or(""))
+        .collect();
+    assert!(blocks.len() >= 10, "{} blocks generated", blocks.len());
+    for block in blocks {
+        let name = block.lines().next().unwrap_or("");
+        assert!(
+            document.contains(block),
+            "docs/wire.md does not hold the generated block {name} exactly:\n{block}"
+        );
+    }
+}
+
+/// Writes the vectors in the document's format from fixed inputs into `OUT`.
+fn generate_vectors() {
     for (name, mode, e) in vector_inputs() {
         let datagram = match &mode {
             Mode::Plaintext => {
                 let mut codec = PacketCodec::new(Security::Plaintext, 1400).unwrap();
                 let mut out = BytesMut::new();
                 codec.encode_datagram(&e, &mut out).unwrap();
-                println!("\n```text\nvector: {name}\nmode: plaintext");
+                out!("\n```text\nvector: {name}\nmode: plaintext");
                 out.to_vec()
             }
             Mode::Aes(key, nonce) => {
-                println!("\n```text\nvector: {name}\nmode: aes-256-gcm");
-                println!("key: {}", key.to_hex());
-                println!("key_id: {:02x}", key.id());
+                out!("\n```text\nvector: {name}\nmode: aes-256-gcm");
+                out!("key: {}", key.to_hex());
+                out!("key_id: {:02x}", key.id());
                 print_field("nonce", nonce);
                 seal_with_nonce(&Keyring::new(key.clone()), &e, *nonce)
             }
@@ -1885,16 +1927,16 @@ fn print_vectors() {
         print_message(&e.message);
         print_field("envelope", &encode_envelope(&e));
         print_field("datagram", &datagram);
-        println!("```");
+        out!("```");
     }
 
     // Passphrase known answer.
     let mut salt = PASSPHRASE_SALT_PREFIX.to_vec();
     salt.extend_from_slice(b"cluster-a");
     let key = Key::from_passphrase("correct horse", "cluster-a").unwrap();
-    println!("\n```text\nvector: passphrase_kat\npassphrase: correct horse\ncluster: cluster-a");
-    println!("salt: {}", to_hex(&salt));
-    println!("key: {}\nkey_id: {:02x}\n```", key.to_hex(), key.id());
+    out!("\n```text\nvector: passphrase_kat\npassphrase: correct horse\ncluster: cluster-a");
+    out!("salt: {}", to_hex(&salt));
+    out!("key: {}\nkey_id: {:02x}\n```", key.to_hex(), key.id());
 
     // Feed message known answers.
     let (first, second) = kat_messages();
