@@ -105,9 +105,12 @@ fn same_seed_same_run() {
 }
 
 /// The 50-node lossy scenario over 20 more seeds (about 5 s optimised, minutes in debug): run
-/// `cargo test --release -p gossip-core many_seeds -- --ignored`.
+/// `cargo test --release -p gossip-core many_seeds`.
 #[test]
-#[ignore = "slow: 20 runs of the 50-node scenario"]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow: 20 runs of the 50-node scenario; unoptimised only: .ci/run runs it optimised"
+)]
 fn many_seeds_fifty_nodes_twenty_percent_loss() {
     for seed in 100..120 {
         let sim = simulate(SimConfig::new(50, 0.2, seed), Duration::from_secs(30));

@@ -182,9 +182,12 @@ fn the_same_seed_gives_the_same_run() {
 }
 
 /// The 1,000-node scenarios over 10 more seeds (about 30 s optimised): run
-/// `cargo test --release -p gossip-core membership_many_seeds -- --ignored --nocapture`.
+/// `cargo test --release -p gossip-core membership_many_seeds -- --nocapture` (in release the test is not skipped).
 #[test]
-#[ignore = "slow: 30 runs of 1,000 nodes"]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow: 30 runs of 1,000 nodes; unoptimised only: .ci/run runs it optimised"
+)]
 fn membership_many_seeds() {
     let mut worst_stddev: f64 = 0.0;
     let mut worst_clean = 0;

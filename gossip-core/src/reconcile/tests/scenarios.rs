@@ -183,7 +183,10 @@ fn five_hundred_nodes_converge_with_1400_byte_datagrams() {
 /// 1,000 nodes from a cold start (about 70 rounds). About a minute unoptimised.
 /// `GOSSIP_SIM_SEED` picks another seed for these runs as for the others.
 #[test]
-#[ignore = "slow: 1,000 nodes × 70 rounds (about 25 s optimised)"]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow: 1,000 nodes × 70 rounds (about 25 s optimised); unoptimised only: .ci/run runs it optimised"
+)]
 fn a_thousand_nodes_converge_with_1400_byte_datagrams() {
     let (converge, update) = cold_start(1_000, 6, secs(300));
     assert!(converge <= 150.0, "{converge}");
@@ -193,9 +196,12 @@ fn a_thousand_nodes_converge_with_1400_byte_datagrams() {
 /// 2,000 nodes from a cold start (about 170 rounds: the first 90 % of the state arrives at
 /// the bandwidth of one reply and one deltas message per node and round, the rest by pages
 /// and rumours). About 2 minutes optimised, 4 unoptimised; run
-/// `cargo test --release -p gossip-core two_thousand -- --ignored --nocapture`.
+/// `cargo test --release -p gossip-core two_thousand -- --nocapture` (in release the test is not skipped).
 #[test]
-#[ignore = "slow: 2,000 nodes × 170 rounds (about 2 minutes optimised)"]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow: 2,000 nodes × 170 rounds (about 2 minutes optimised); unoptimised only: .ci/run runs it optimised"
+)]
 fn two_thousand_nodes_converge_with_1400_byte_datagrams() {
     let (converge, update) = cold_start(2_000, 5, secs(600));
     assert!(converge <= 300.0, "{converge}");

@@ -88,7 +88,10 @@ fn churned_nodes_catch_up_with_stored_clocks() {
 
 /// Heavier variants: 300 nodes with 10 messages per author, and 100 nodes with 5 % loss.
 #[test]
-#[ignore = "heavier variant"]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "heavier variant; unoptimised only: .ci/run runs it optimised"
+)]
 fn many_nodes_longer_and_lossy() {
     let mut config = SimConfig::new(300, 8);
     config.messages_per_author = 10;
