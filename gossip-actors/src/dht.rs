@@ -325,7 +325,6 @@ pub struct DhtDiscovery {
     table: PeerTable,
     /// When each peer in the table was last returned by a lookup or heard from.
     fresh: BTreeMap<SocketAddr, Instant>,
-    dead: BTreeSet<NodeId>,
     self_aliases: BTreeSet<SocketAddr>,
     rng: StdRng,
     lookup: Backoff,
@@ -372,7 +371,6 @@ impl DhtDiscovery {
             node_id: None,
             local_addr: None,
             fresh: BTreeMap::new(),
-            dead: BTreeSet::new(),
             self_aliases: BTreeSet::new(),
             rng: StdRng::seed_from_u64(0),
             lookup_task: None,
@@ -501,10 +499,6 @@ impl DhtDiscovery {
             self.forget(&addr);
             self.stats.peers_expired += 1;
         }
-        // Verdicts about nodes no longer in the table are dropped, keeping `dead` bounded.
-        let table = &self.table;
-        self.dead
-            .retain(|node| table.iter().any(|(_, info)| info.node_id == Some(*node)));
     }
 
     fn start_lookup(&mut self, ctx: &mut Context<Self>) {
@@ -752,16 +746,7 @@ impl Handler<SelectPeers> for DhtDiscovery {
     type Result = MessageResult<SelectPeers>;
 
     fn handle(&mut self, msg: SelectPeers, _: &mut Context<Self>) -> Self::Result {
-        let mut exclude = msg.exclude;
-        if !self.dead.is_empty() {
-            exclude.extend(
-                self.table
-                    .iter()
-                    .filter(|(_, info)| info.node_id.is_some_and(|id| self.dead.contains(&id)))
-                    .map(|(addr, _)| *addr),
-            );
-        }
-        MessageResult(self.table.select(&mut self.rng, msg.count, &exclude))
+        MessageResult(self.table.select(&mut self.rng, msg.count, &msg.exclude))
     }
 }
 
@@ -801,19 +786,11 @@ impl Handler<Liveness> for DhtDiscovery {
 
     fn handle(&mut self, msg: Liveness, _: &mut Context<Self>) {
         match msg {
-            Liveness::Dead { node } => {
-                if self
-                    .table
-                    .iter()
-                    .any(|(_, info)| info.node_id == Some(node))
-                {
-                    self.dead.insert(node);
-                }
-            }
+            Liveness::Dead { node } => self.table.set_dead(&node, true),
             Liveness::Live { node } | Liveness::Forgotten { node } => {
-                self.dead.remove(&node);
+                self.table.set_dead(&node, false)
             }
-        }
+        };
     }
 }
 

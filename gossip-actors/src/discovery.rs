@@ -34,10 +34,6 @@ use rand::rngs::StdRng;
 use crate::messages::{DiscoveryRecipients, InboundMessage, SendMessage};
 use crate::shell::now;
 
-use std::collections::BTreeSet;
-
-use gossip_core::NodeId;
-
 use crate::failure::Liveness;
 use crate::messages::{KnownPeers, PeerStatus, PeerSummary, SelectPeers, Shutdown};
 
@@ -84,10 +80,8 @@ pub struct StaticDiscovery {
     local_addr: Option<SocketAddr>,
     seeds: Vec<SocketAddr>,
     learn_from_traffic: bool,
+    /// Known peers; those the failure detector declared dead are marked and never selected.
     table: PeerTable,
-    /// Nodes the failure detector declared dead (bounded by the table: entries of nodes no
-    /// longer in the table are dropped when they are forgotten).
-    dead: BTreeSet<NodeId>,
     rng: StdRng,
 }
 
@@ -110,7 +104,6 @@ impl StaticDiscovery {
             seeds: seeds.into_iter().collect(),
             learn_from_traffic: true,
             table: PeerTable::new(DEFAULT_STATIC_CAPACITY),
-            dead: BTreeSet::new(),
             rng: StdRng::seed_from_u64(0),
         }
     }
@@ -169,16 +162,7 @@ impl Handler<SelectPeers> for StaticDiscovery {
     type Result = MessageResult<SelectPeers>;
 
     fn handle(&mut self, msg: SelectPeers, _: &mut Context<Self>) -> Self::Result {
-        let mut exclude = msg.exclude;
-        if !self.dead.is_empty() {
-            exclude.extend(
-                self.table
-                    .iter()
-                    .filter(|(_, info)| info.node_id.is_some_and(|id| self.dead.contains(&id)))
-                    .map(|(addr, _)| *addr),
-            );
-        }
-        MessageResult(self.table.select(&mut self.rng, msg.count, &exclude))
+        MessageResult(self.table.select(&mut self.rng, msg.count, &msg.exclude))
     }
 }
 
@@ -207,19 +191,11 @@ impl Handler<Liveness> for StaticDiscovery {
 
     fn handle(&mut self, msg: Liveness, _: &mut Context<Self>) {
         match msg {
-            Liveness::Dead { node } => {
-                if self
-                    .table
-                    .iter()
-                    .any(|(_, info)| info.node_id == Some(node))
-                {
-                    self.dead.insert(node);
-                }
-            }
+            Liveness::Dead { node } => self.table.set_dead(&node, true),
             Liveness::Live { node } | Liveness::Forgotten { node } => {
-                self.dead.remove(&node);
+                self.table.set_dead(&node, false)
             }
-        }
+        };
     }
 }
 

@@ -225,8 +225,11 @@ impl FeedTreeActor {
     }
 
     fn peer_up(&mut self, node: NodeId, addr: SocketAddr, ctx: &mut Context<Self>) {
+        // At most `max_peers` links, pending ones included: nodes that speak to us about feeds
+        // cannot grow this set past the core's own bound.
         if node == self.core.local_id()
             || self.peers.contains_key(&node)
+            || self.peers.len() + self.pending_up.len() >= self.core.config().max_peers
             || !self.pending_up.insert(node)
         {
             return;

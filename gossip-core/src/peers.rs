@@ -26,6 +26,9 @@ pub struct PeerInfo {
     pub added: Instant,
     /// The last time a datagram from the peer was authenticated, if ever.
     pub last_seen: Option<Instant>,
+    /// The failure detector declared this peer's node dead ([`PeerTable::set_dead`]); a dead
+    /// peer is never selected.
+    pub dead: bool,
 }
 
 /// Result of [`PeerTable::insert`].
@@ -123,6 +126,7 @@ impl PeerTable {
                 node_id,
                 added: now,
                 last_seen: None,
+                dead: false,
             },
         );
         self.stats.added += 1;
@@ -184,7 +188,21 @@ impl PeerTable {
         self.stats
     }
 
-    /// Chooses `n` distinct peers uniformly at random among those not in `exclude` (all of them,
+    /// Marks every peer whose node id is `node` dead (excluded from [`select`](Self::select))
+    /// or live again. Returns how many entries changed. A verdict about a node not in the table
+    /// changes nothing (so nothing outside the table's bound is remembered).
+    pub fn set_dead(&mut self, node: &NodeId, dead: bool) -> usize {
+        let mut changed = 0;
+        for info in self.peers.values_mut() {
+            if info.node_id.as_ref() == Some(node) && info.dead != dead {
+                info.dead = dead;
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    /// Chooses `n` distinct peers uniformly at random among those not in `exclude` and not dead (all of them,
     /// in random order, if fewer are eligible).
     ///
     /// Every `n`-subset of the eligible peers is equally likely (a partial Fisher–Yates shuffle
@@ -199,9 +217,9 @@ impl PeerTable {
         let excluded: BTreeSet<&SocketAddr> = exclude.iter().collect();
         let mut eligible: Vec<SocketAddr> = self
             .peers
-            .keys()
-            .filter(|addr| !excluded.contains(addr))
-            .copied()
+            .iter()
+            .filter(|(addr, info)| !info.dead && !excluded.contains(addr))
+            .map(|(addr, _)| *addr)
             .collect();
         let take = n.min(eligible.len());
         for i in 0..take {
@@ -216,6 +234,32 @@ impl PeerTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_peers_are_never_selected_until_live_again() {
+        use rand::SeedableRng;
+        let now = crate::test_util::epoch();
+        let mut t = PeerTable::new(8);
+        let dead_node = NodeId([9; 32]);
+        for port in 1..=4u16 {
+            let id = (port == 2).then_some(dead_node);
+            t.insert(now, SocketAddr::from(([10, 0, 0, 1], port)), id);
+        }
+        assert_eq!(
+            t.set_dead(&NodeId([7; 32]), true),
+            0,
+            "unknown node: nothing changes"
+        );
+        assert_eq!(t.set_dead(&dead_node, true), 1);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for _ in 0..200 {
+            let chosen = t.select(&mut rng, 4, &[]);
+            assert_eq!(chosen.len(), 3);
+            assert!(!chosen.contains(&SocketAddr::from(([10, 0, 0, 1], 2))));
+        }
+        assert_eq!(t.set_dead(&dead_node, false), 1);
+        assert_eq!(t.select(&mut rng, 4, &[]).len(), 4);
+    }
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
