@@ -88,7 +88,8 @@ use gossip_actors::feeds::FeedActorStats;
 use gossip_actors::state::{FlowActorStats, StateActorStats};
 use gossip_actors::storage::{FeedLog, MemoryStore, NodeStore, RedbStore, StoreError};
 use gossip_actors::{
-    FaultInjection, Node, NodeConfig, NodeError, NodeEvent, NodeHandle, NodeStats, StartError,
+    DelayRange, FaultInjection, Node, NodeConfig, NodeError, NodeEvent, NodeHandle, NodeStats,
+    StartError,
 };
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -136,11 +137,18 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = parse_probability)]
     pub loss: f64,
 
+    /// For testing only: delay each outbound datagram that is not lost by a time drawn
+    /// uniformly from MIN..=MAX milliseconds (fault injection; at most 10,000 ms; at most
+    /// 4,096 datagrams wait at once, more are dropped and counted). Off by default.
+    #[arg(long, value_name = "MIN-MAX", value_parser = parse_delay_range)]
+    pub delay_ms: Option<DelayRange>,
+
     /// Largest datagram sent or accepted, in bytes (128..=65507).
     #[arg(long, default_value_t = 1400, value_name = "BYTES")]
     pub max_datagram: usize,
 
-    /// Seeds the node's random choices (node id, message ids, peer selection, injected loss).
+    /// Seeds the node's random choices (node id, message ids, peer selection, injected loss
+    /// and delay).
     /// Give each node of a cluster a different seed: equal seeds draw equal message ids.
     #[arg(long, value_name = "N")]
     pub seed_rng: Option<u64>,
@@ -154,6 +162,26 @@ pub struct NodeArgs {
     /// random identity if missing (mode 0600 on unix), so a restarted node keeps its feed.
     #[arg(long, value_name = "PATH")]
     pub identity_file: Option<PathBuf>,
+}
+
+/// Parses a delay range `MIN-MAX` in milliseconds (or a single `MS` for a fixed delay), with
+/// `MIN <= MAX <= 10,000`.
+pub fn parse_delay_range(text: &str) -> Result<DelayRange, String> {
+    let text = text.trim();
+    let (min, max) = text.split_once('-').unwrap_or((text, text));
+    let ms = |part: &str| -> Result<u64, String> {
+        part.trim()
+            .parse()
+            .map_err(|e| format!("{part:?} is not a whole number of milliseconds: {e}"))
+    };
+    let range = DelayRange::from_millis(ms(min)?, ms(max)?);
+    FaultInjection {
+        delay: Some(range),
+        ..FaultInjection::default()
+    }
+    .validate()
+    .map_err(|e| e.to_string())?;
+    Ok(range)
 }
 
 /// Parses a probability in `0.0..=1.0`.
@@ -615,6 +643,10 @@ pub struct StatsEvent {
     pub pulls_recovered: u64,
     pub ack_timeouts: u64,
     pub injected_loss: u64,
+    /// Outbound datagrams held back by `--delay-ms`.
+    pub injected_delay: u64,
+    /// Outbound datagrams dropped because the delay queue was full.
+    pub injected_delay_overflow: u64,
     pub broadcasts: u64,
     pub send_would_block: u64,
     pub send_errors: u64,
@@ -834,6 +866,8 @@ impl StatsEvent {
             pulls_recovered: core.pulls_recovered,
             ack_timeouts: core.ack_timeouts,
             injected_loss: t.injected_loss,
+            injected_delay: t.injected_delay,
+            injected_delay_overflow: t.injected_delay_overflow,
             broadcasts: core.broadcasts,
             send_would_block: t.send_would_block,
             send_errors: t.send_errors,
@@ -1279,7 +1313,11 @@ pub async fn run_node(args: NodeArgs) -> Result<(), RunNodeError> {
     let keyring = keyring_from_args(&args)?;
     let config = NodeConfig {
         max_datagram: args.max_datagram,
-        fault: FaultInjection { loss: args.loss },
+        fault: FaultInjection {
+            loss: args.loss,
+            delay: args.delay_ms,
+            ..FaultInjection::default()
+        },
         ..NodeConfig::default()
     };
     let store = store_from_args(&args)?;

@@ -45,6 +45,10 @@ pub enum StartError {
     /// A protocol configuration value is out of its bounds.
     #[error(transparent)]
     Config(#[from] gossip_core::config::ConfigError),
+    /// The fault injection settings are invalid (see
+    /// [`crate::FaultInjection::validate`]).
+    #[error(transparent)]
+    Fault(#[from] crate::transport::FaultConfigError),
 }
 
 /// Why a [`crate::NodeHandle`] call failed.

@@ -48,7 +48,10 @@ pub use dissemination::{DisseminationActor, NodeEvent};
 pub use error::{NodeError, SendError, StartError};
 pub use failure::{FailureDetectorActor, Liveness};
 pub use node::{Node, NodeBuilder, NodeConfig, NodeHandle, NodeStats};
-pub use transport::{FaultInjection, PacketTypeCounts, Socket, TransportActor, TransportStats};
+pub use transport::{
+    DelayRange, FaultConfigError, FaultInjection, PacketTypeCounts, Socket, TransportActor,
+    TransportStats,
+};
 
 pub use gossip_core as core;
 pub use gossip_crypto as crypto;

@@ -275,10 +275,12 @@ impl NodeBuilder {
     /// [`StartError::NoKeyring`] without `.keyring(..)` or `.plaintext()`;
     /// [`StartError::Codec`] for a `max_datagram` outside 128..=65,507;
     /// [`StartError::Config`] for a protocol value out of bounds;
+    /// [`StartError::Fault`] for invalid fault injection settings;
     /// [`StartError::Bind`] when the socket cannot be bound; [`StartError::SimBind`] when the
     /// simulated address is taken. Nothing is left running.
     pub async fn start(self) -> Result<NodeHandle, StartError> {
         let security = self.security.ok_or(StartError::NoKeyring)?;
+        self.config.fault.validate()?;
         let encoder = PacketCodec::new(security.clone(), self.config.max_datagram)?;
         let decoder = PacketCodec::new(security, self.config.max_datagram)?;
         let mut dissemination_config = self.config.dissemination.clone();

@@ -11,14 +11,22 @@
 //! network would. (`UdpFramed`'s sink is not used for sending: when `send_to` fails it keeps
 //! the datagram and retries it on every flush, so one bad destination would stall all later
 //! sends.)
+//!
+//! For tests, [`FaultInjection`] makes the transport lossy and slow on purpose: each outbound
+//! datagram is discarded with probability `loss`, and a kept one is held back for a delay drawn
+//! uniformly from a range, both from the transport's seeded generator. Delayed datagrams wait
+//! in a bounded queue ([`FaultInjection::max_delayed`]; a datagram that finds it full is
+//! dropped and counted in [`TransportStats::injected_delay_overflow`]) and leave on actix
+//! timers, which run on tokio's clock, so the delays are exact under a paused test clock.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use gossip_core::{Envelope, NodeId, PacketType};
 use gossip_net::sim::{SimSender, SimSocket};
@@ -35,13 +43,116 @@ use crate::messages::{
     SendMessage, Shutdown,
 };
 
-/// Deliberate faults for tests and demonstrations. Off by default; never enable in
-/// production.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Deliberate faults for tests and demonstrations: outbound loss and delay, drawn from the
+/// transport's seeded generator. Off by default; never enable in production.
+///
+/// Checked by [`FaultInjection::validate`] when a node starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FaultInjection {
     /// Probability in `0.0..=1.0` that an outbound datagram is silently discarded instead of
     /// sent (counted in [`TransportStats::injected_loss`]).
     pub loss: f64,
+    /// Range of the delay added to every outbound datagram that is not lost: uniform in
+    /// `min..=max`, drawn per datagram (so datagrams may be reordered, as on a real network).
+    /// `None` (the default) sends at once. At most [`MAX_INJECTED_DELAY`].
+    pub delay: Option<DelayRange>,
+    /// Most datagrams held back by `delay` at once: 4,096 by default (at most 4,096 ×
+    /// the maximum datagram, 5.7 MB at 1,400 bytes). A datagram that finds the queue full is
+    /// dropped and counted in [`TransportStats::injected_delay_overflow`]. At least 1 when
+    /// `delay` is set.
+    pub max_delayed: usize,
+}
+
+impl Default for FaultInjection {
+    fn default() -> Self {
+        FaultInjection {
+            loss: 0.0,
+            delay: None,
+            max_delayed: DEFAULT_MAX_DELAYED,
+        }
+    }
+}
+
+/// Default of [`FaultInjection::max_delayed`], in datagrams.
+pub const DEFAULT_MAX_DELAYED: usize = 4_096;
+
+/// Longest injected delay accepted by [`FaultInjection::validate`]: 10 s.
+pub const MAX_INJECTED_DELAY: Duration = Duration::from_secs(10);
+
+/// A range of injected delays, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DelayRange {
+    /// Shortest delay.
+    pub min: Duration,
+    /// Longest delay (at least `min`).
+    pub max: Duration,
+}
+
+impl DelayRange {
+    /// The range `min..=max` given in milliseconds.
+    pub fn from_millis(min: u64, max: u64) -> Self {
+        DelayRange {
+            min: Duration::from_millis(min),
+            max: Duration::from_millis(max),
+        }
+    }
+}
+
+impl FaultInjection {
+    /// Checks the fault settings.
+    ///
+    /// # Errors
+    /// [`FaultConfigError::Loss`] for a `loss` outside `0.0..=1.0` (or NaN);
+    /// [`FaultConfigError::DelayReversed`] when `delay.max` is below `delay.min`;
+    /// [`FaultConfigError::DelayTooLong`] when `delay.max` exceeds [`MAX_INJECTED_DELAY`];
+    /// [`FaultConfigError::NoDelayQueue`] when `delay` is set and `max_delayed` is 0.
+    pub fn validate(&self) -> Result<(), FaultConfigError> {
+        if !(0.0..=1.0).contains(&self.loss) {
+            return Err(FaultConfigError::Loss(self.loss));
+        }
+        if let Some(DelayRange { min, max }) = self.delay {
+            if max < min {
+                return Err(FaultConfigError::DelayReversed { min, max });
+            }
+            if max > MAX_INJECTED_DELAY {
+                return Err(FaultConfigError::DelayTooLong(max));
+            }
+            if self.max_delayed == 0 {
+                return Err(FaultConfigError::NoDelayQueue);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why [`FaultInjection::validate`] refused the settings.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FaultConfigError {
+    /// The loss probability is outside `0.0..=1.0` or NaN.
+    #[error("injected loss {0} is not a probability in 0..=1")]
+    Loss(f64),
+    /// The longest delay is below the shortest.
+    #[error("injected delay range {min:?}..={max:?} is reversed")]
+    DelayReversed {
+        /// The shortest delay.
+        min: Duration,
+        /// The longest delay.
+        max: Duration,
+    },
+    /// The longest delay exceeds [`MAX_INJECTED_DELAY`].
+    #[error("injected delay {0:?} exceeds the maximum of {MAX_INJECTED_DELAY:?}")]
+    DelayTooLong(Duration),
+    /// A delay is set but no datagram may wait (`max_delayed` is 0).
+    #[error("injected delay needs max_delayed of at least 1")]
+    NoDelayQueue,
+}
+
+/// A datagram held back by [`FaultInjection::delay`].
+struct DelayedDatagram {
+    datagram: Bytes,
+    to: SocketAddr,
+    kind: PacketType,
 }
 
 /// Counters of one transport. All are totals since start.
@@ -67,6 +178,12 @@ pub struct TransportStats {
     pub recv_errors: u64,
     /// Outbound datagrams discarded by [`FaultInjection::loss`].
     pub injected_loss: u64,
+    /// Outbound datagrams held back by [`FaultInjection::delay`] (counted when queued; each
+    /// is later sent, or counted like any other send failure).
+    pub injected_delay: u64,
+    /// Outbound datagrams dropped because [`FaultInjection::max_delayed`] datagrams were
+    /// already held back.
+    pub injected_delay_overflow: u64,
     /// Authenticated messages of a kind no actor registered for.
     pub unrouted: u64,
     /// Authenticated messages dropped because the routed actor's mailbox was full.
@@ -177,6 +294,9 @@ pub struct TransportActor {
     fault: FaultInjection,
     rng: StdRng,
     buf: BytesMut,
+    /// Datagrams held back by the injected delay, by token; at most `fault.max_delayed`.
+    delayed: BTreeMap<u64, DelayedDatagram>,
+    next_delay_token: u64,
     stats: TransportStats,
 }
 
@@ -216,6 +336,8 @@ impl TransportActor {
             fault,
             rng: StdRng::seed_from_u64(rng_seed),
             buf: BytesMut::with_capacity(gossip_net::MAX_UDP_PAYLOAD),
+            delayed: BTreeMap::new(),
+            next_delay_token: 0,
             stats: TransportStats::default(),
         })
     }
@@ -225,41 +347,80 @@ impl TransportActor {
         self.local_addr
     }
 
-    fn send(&mut self, msg: SendMessage) -> Result<(), SendError> {
+    fn send(&mut self, msg: SendMessage, ctx: &mut Context<Self>) -> Result<(), SendError> {
         let kind = msg.message.packet_type();
         let envelope = Envelope {
             sender: self.local_id,
             message: msg.message,
         };
         self.buf.clear();
-        let len = match self.encoder.encode_datagram(&envelope, &mut self.buf) {
-            Ok(len) => len,
-            Err(err) => {
-                if matches!(err, EncodeError::TooLarge { .. }) {
-                    self.stats.send_refused_oversize += 1;
-                }
-                return Err(SendError::Encode(err));
+        if let Err(err) = self.encoder.encode_datagram(&envelope, &mut self.buf) {
+            if matches!(err, EncodeError::TooLarge { .. }) {
+                self.stats.send_refused_oversize += 1;
             }
-        };
+            return Err(SendError::Encode(err));
+        }
         if self.fault.loss > 0.0 && self.rng.random_bool(self.fault.loss.clamp(0.0, 1.0)) {
             self.stats.injected_loss += 1;
             return Ok(());
         }
-        match self.sender.try_send_to(&self.buf, msg.to) {
+        if let Some(range) = self.fault.delay {
+            self.hold_back(range, msg.to, kind, ctx);
+            return Ok(());
+        }
+        let datagram = std::mem::take(&mut self.buf);
+        self.send_datagram(&datagram, msg.to, kind);
+        self.buf = datagram;
+        Ok(())
+    }
+
+    /// Queues the encoded datagram in `self.buf` for a delay drawn from `range`, or drops it
+    /// (counted) when the queue is full.
+    fn hold_back(
+        &mut self,
+        range: DelayRange,
+        to: SocketAddr,
+        kind: PacketType,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.delayed.len() >= self.fault.max_delayed {
+            self.stats.injected_delay_overflow += 1;
+            return;
+        }
+        let delay = if range.max > range.min {
+            self.rng.random_range(range.min..=range.max)
+        } else {
+            range.min
+        };
+        let token = self.next_delay_token;
+        self.next_delay_token += 1;
+        let datagram = Bytes::copy_from_slice(&self.buf);
+        self.delayed
+            .insert(token, DelayedDatagram { datagram, to, kind });
+        self.stats.injected_delay += 1;
+        ctx.run_later(delay, move |actor, _| {
+            if let Some(held) = actor.delayed.remove(&token) {
+                actor.send_datagram(&held.datagram, held.to, held.kind);
+            }
+        });
+    }
+
+    /// Hands one encoded datagram to the socket and counts the outcome.
+    fn send_datagram(&mut self, datagram: &[u8], to: SocketAddr, kind: PacketType) {
+        match self.sender.try_send_to(datagram, to) {
             Ok(_) => {
                 self.stats.datagrams_sent += 1;
-                self.stats.bytes_sent += len as u64;
+                self.stats.bytes_sent += datagram.len() as u64;
                 self.stats.sent_by_type.record(kind);
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 self.stats.send_would_block += 1;
             }
             Err(err) => {
-                tracing::debug!(to = %msg.to, error = %err, "send failed");
+                tracing::debug!(%to, error = %err, "send failed");
                 self.stats.send_errors += 1;
             }
         }
-        Ok(())
     }
 
     fn receive(&mut self, decoded: Decoded, from: SocketAddr) {
@@ -369,8 +530,8 @@ impl StreamHandler<Result<(Decoded, SocketAddr), io::Error>> for TransportActor 
 impl Handler<SendMessage> for TransportActor {
     type Result = Result<(), SendError>;
 
-    fn handle(&mut self, msg: SendMessage, _: &mut Context<Self>) -> Self::Result {
-        self.send(msg)
+    fn handle(&mut self, msg: SendMessage, ctx: &mut Context<Self>) -> Self::Result {
+        self.send(msg, ctx)
     }
 }
 

@@ -15,7 +15,10 @@ const KEY: [u8; 32] = [0x42; 32];
 
 fn fast_config(loss: f64) -> NodeConfig {
     let mut config = NodeConfig {
-        fault: FaultInjection { loss },
+        fault: FaultInjection {
+            loss,
+            ..FaultInjection::default()
+        },
         ..NodeConfig::default()
     };
     config.dissemination.anti_entropy_interval = Duration::from_millis(200);
