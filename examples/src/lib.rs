@@ -6,9 +6,12 @@
 //!   (`cluster`), whose children run [`node::run_node`] by re-executing the `cluster` binary;
 //! - [`chat`]: node processes that each post to their own feed and follow every other one,
 //!   with one node killed (SIGKILL) and restarted on its files (`chat`);
+//! - [`multihost`]: one `gossip-node` per host or network namespace, checked end to end for
+//!   broadcasts, key/value state and feeds (`multihost`, run by `scripts/multihost.sh`);
 //! - [`shared_store`]: a store shared between a node and the program that runs it.
 
 pub mod chat;
 pub mod cluster;
+pub mod multihost;
 pub mod node;
 pub mod shared_store;

@@ -116,7 +116,8 @@ pub struct NodeArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub bind: SocketAddr,
 
-    /// Address of a peer to start with (repeatable).
+    /// Address of a peer to start with (repeatable): a peer of discovery and a seed of the
+    /// key/value state protocol, as the `peer` command makes it.
     #[arg(long = "seed", value_name = "ADDR")]
     pub seeds: Vec<SocketAddr>,
 
@@ -1334,6 +1335,14 @@ pub async fn run_node(args: NodeArgs) -> Result<(), RunNodeError> {
         builder = builder.rng_seed(seed);
     }
     let node = builder.start().await?;
+    // Seed the key/value state protocol too (the builder's seeds reach discovery only), so
+    // that nodes started with seeds alone form one cluster state without any traffic.
+    for seed in &args.seeds {
+        if node.add_peer(*seed).await.is_err() {
+            let _ = node.shutdown().await;
+            return Err(RunNodeError::Stopped);
+        }
+    }
     let result = serve(&node, &store).await;
     let _ = node.shutdown().await;
     result?;
