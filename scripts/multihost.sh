@@ -109,9 +109,13 @@ if ! command -v ip >/dev/null 2>&1; then
     fi
     command -v ip >/dev/null 2>&1 || skip "the ip command (iproute2) is missing and could not be installed"
 fi
-# Probe: can this machine make a namespace at all (containers often cannot)?
+# Probe: can this machine make a namespace and run a program in it (containers often cannot)?
 if ! err=$(ip netns add "$PREFIX-probe" 2>&1); then
     skip "cannot create a network namespace: $err"
+fi
+if ! err=$(ip netns exec "$PREFIX-probe" true 2>&1); then
+    ip netns del "$PREFIX-probe" 2>/dev/null || true
+    skip "cannot run a program in a network namespace: $err"
 fi
 ip netns del "$PREFIX-probe"
 
