@@ -18,6 +18,8 @@
 #
 # Usage: scripts/multihost.sh            builds the release binaries it needs, then runs
 #        MULTIHOST_NO_BUILD=1 scripts/multihost.sh    uses the binaries already built
+#        MULTIHOST_RNG_SEED=N scripts/multihost.sh    repeats the nodes' random choices of a
+#                                                     run (its summary's rng_seed)
 # Binaries come from ${CARGO_TARGET_DIR:-target}/release.
 #
 # The last stdout line is one JSON object: the driver's summary (hosts, broadcasts_delivered,
@@ -167,10 +169,14 @@ TX_BEFORE=$(veth_tx_packets)
 
 OUT=$(mktemp)
 PASSPHRASE="multihost-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+# A fresh seed of the nodes' own random choices each run (printed in the summary as rng_seed;
+# MULTIHOST_RNG_SEED=N repeats one).
+RNG_SEED="${MULTIHOST_RNG_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' \n')}"
 # In the background, so that INT and TERM interrupt `wait` and the cleanup runs at once.
 timeout --kill-after=10 "$DRIVER_TIMEOUT_SECS" "$BIN/multihost" "${HOST_ARGS[@]}" \
     --port "$PORT" --loss "$LOSS" --delay-ms "$DELAY_MS" \
     --broadcasts "$BROADCASTS" --keys "$KEYS" --feed-messages "$FEED_MESSAGES" \
+    --rng-seed "$RNG_SEED" \
     --phase-timeout-secs "$PHASE_TIMEOUT_SECS" --passphrase "$PASSPHRASE" \
     --node-bin "$BIN/gossip-node" >"$OUT" &
 DRIVER_PID=$!

@@ -138,6 +138,11 @@ pub struct MultihostArgs {
     /// Messages each node publishes to its feed.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1_000))]
     pub feed_messages: u32,
+    /// Node `i` (from 0) runs with `--seed-rng` this plus `i`: its node id, message ids, peer
+    /// choices and injected faults. The summary repeats it, so a run can be reproduced as far
+    /// as the nodes' own choices go (the network's timing is not seeded).
+    #[arg(long, default_value_t = 1)]
+    pub rng_seed: u64,
     /// Longest time each phase may take, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub phase_timeout_secs: u64,
@@ -159,6 +164,8 @@ pub struct Summary {
     pub addrs: Vec<String>,
     /// Namespaces the nodes ran in (empty when they ran here).
     pub netns: Vec<String>,
+    /// Base of the nodes' `--seed-rng` (node `i` ran with this plus `i`).
+    pub rng_seed: u64,
     /// Injected loss probability of every node.
     pub loss: f64,
     /// Injected delay range of every node, in milliseconds (`[min, max]`), if any.
@@ -549,7 +556,10 @@ impl Driver {
             .args(["--passphrase", &self.args.passphrase])
             .args(["--cluster", &self.args.cluster])
             .args(["--loss", &self.args.loss.to_string()])
-            .args(["--seed-rng", &(index as u64 + 1).to_string()]);
+            .args([
+                "--seed-rng",
+                &self.args.rng_seed.wrapping_add(index as u64).to_string(),
+            ]);
         if let Some(range) = self.args.delay_ms {
             command.args([
                 "--delay-ms",
@@ -982,6 +992,7 @@ pub async fn run(args: MultihostArgs) -> (Summary, u8) {
             .iter()
             .filter_map(|h| h.netns.clone())
             .collect(),
+        rng_seed: driver.args.rng_seed,
         loss: driver.args.loss,
         delay_ms: driver.args.delay_ms.map(|r| {
             [
