@@ -54,7 +54,8 @@ pub struct FaultInjection {
     pub loss: f64,
     /// Range of the delay added to every outbound datagram that is not lost: uniform in
     /// `min..=max`, drawn per datagram (so datagrams may be reordered, as on a real network).
-    /// `None` (the default) sends at once. At most [`MAX_INJECTED_DELAY`].
+    /// `None` (the default) sends at once. At most [`MAX_INJECTED_DELAY`]. Datagrams still
+    /// held back when the transport stops are discarded.
     pub delay: Option<DelayRange>,
     /// Most datagrams held back by `delay` at once: 4,096 by default (at most 4,096 ×
     /// the maximum datagram, 5.7 MB at 1,400 bytes). A datagram that finds the queue full is
