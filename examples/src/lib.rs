@@ -6,9 +6,11 @@
 //!   (`cluster`), whose children run [`node::run_node`] by re-executing the `cluster` binary;
 //! - [`chat`]: node processes that each post to their own feed and follow every other one,
 //!   with one node killed (SIGKILL) and restarted on its files (`chat`);
+//! - [`config`]: the `gossip-node` configuration file (`--config`, `--print-default-config`);
 //! - [`shared_store`]: a store shared between a node and the program that runs it.
 
 pub mod chat;
 pub mod cluster;
+pub mod config;
 pub mod node;
 pub mod shared_store;

@@ -45,6 +45,10 @@ pub enum StartError {
     /// A protocol configuration value is out of its bounds.
     #[error(transparent)]
     Config(#[from] gossip_core::config::ConfigError),
+    /// A [`crate::NodeConfig`] value is out of its bounds; the error names it by its full
+    /// path (`dissemination.fanout`).
+    #[error(transparent)]
+    InvalidConfig(#[from] crate::config::NodeConfigError),
 }
 
 /// Why a [`crate::NodeHandle`] call failed.

@@ -37,7 +37,8 @@ use crate::messages::{
 
 /// Deliberate faults for tests and demonstrations. Off by default; never enable in
 /// production.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FaultInjection {
     /// Probability in `0.0..=1.0` that an outbound datagram is silently discarded instead of
     /// sent (counted in [`TransportStats::injected_loss`]).
@@ -178,6 +179,7 @@ pub struct TransportActor {
     rng: StdRng,
     buf: BytesMut,
     stats: TransportStats,
+    span: tracing::Span,
 }
 
 impl TransportActor {
@@ -217,7 +219,15 @@ impl TransportActor {
             rng: StdRng::seed_from_u64(rng_seed),
             buf: BytesMut::with_capacity(gossip_net::MAX_UDP_PAYLOAD),
             stats: TransportStats::default(),
+            span: tracing::Span::none(),
         })
+    }
+
+    /// Runs the actor's work inside `span` (the node's span, `node{id=…, addr=…}`, set by
+    /// the node builder), so its log lines name the node.
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 
     /// The bound address.
@@ -247,6 +257,7 @@ impl TransportActor {
         }
         match self.sender.try_send_to(&self.buf, msg.to) {
             Ok(_) => {
+                tracing::trace!(to = %msg.to, ?kind, len, "datagram sent");
                 self.stats.datagrams_sent += 1;
                 self.stats.bytes_sent += len as u64;
                 self.stats.sent_by_type.record(kind);
@@ -274,6 +285,7 @@ impl TransportActor {
             }
         };
         let kind = envelope.message.packet_type();
+        tracing::trace!(%from, node = %envelope.sender.short(), ?kind, len = decoded.len, "datagram received");
         self.stats.received_by_type.record(kind);
         let received_at = tokio::time::Instant::now().into_std();
         for observer in &self.observers {
@@ -352,6 +364,8 @@ impl Actor for TransportActor {
 
 impl StreamHandler<Result<(Decoded, SocketAddr), io::Error>> for TransportActor {
     fn handle(&mut self, item: Result<(Decoded, SocketAddr), io::Error>, _: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _node = span.enter();
         match item {
             Ok((decoded, from)) => self.receive(decoded, from),
             Err(err) => {
@@ -370,6 +384,8 @@ impl Handler<SendMessage> for TransportActor {
     type Result = Result<(), SendError>;
 
     fn handle(&mut self, msg: SendMessage, _: &mut Context<Self>) -> Self::Result {
+        let span = self.span.clone();
+        let _node = span.enter();
         self.send(msg)
     }
 }
@@ -412,6 +428,13 @@ impl Handler<Shutdown> for TransportActor {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.span.in_scope(|| {
+            tracing::info!(
+                datagrams_sent = self.stats.datagrams_sent,
+                datagrams_received = self.stats.datagrams_received,
+                "node stopped"
+            )
+        });
         ctx.stop();
     }
 }
