@@ -2,7 +2,7 @@
 //!
 //! The file holds the node-level options ([`NodeOptions`]: bind address, seeds, key,
 //! store, identity, discovery) at its top level next to the fields of
-//! [`NodeConfig`](gossip_actors::NodeConfig), one table per protocol (`[dissemination]`,
+//! [`NodeConfig`], one table per protocol (`[dissemination]`,
 //! `[tree]`, `[state]`, `[state.flow]`, `[failure]`, `[protocols]`, `[fault]`), plus
 //! `[cyclon]` for CYCLON membership. Every field is optional (a missing one takes its
 //! default), an unknown one is refused with its full path, durations are integer
@@ -12,7 +12,7 @@
 //! (any field, the value in TOML syntax), then the dedicated flags (`--bind`, `--seed`,
 //! `--passphrase`, `--key-file`, `--cluster`, `--loss`, `--max-datagram`, `--seed-rng`,
 //! `--store`, `--identity-file`) when given on the command line. The result is validated
-//! as a whole ([`NodeConfig::validate`](gossip_actors::NodeConfig::validate)); an invalid
+//! as a whole ([`NodeConfig::validate`]); an invalid
 //! value is refused before the node starts, named by its full path with the allowed range.
 //!
 //! [`default_config_text`] prints the complete file with every field commented (unit,
