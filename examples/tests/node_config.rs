@@ -302,7 +302,8 @@ fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
 }
 
 /// Two nodes exchange a burst of 300 broadcasts (over 1,000 datagrams each way) at the
-/// default log level: stderr stays a handful of lines (start, the peer, stop), since nothing
+/// default log level: stderr stays a handful of lines (start, the peer, stop; 2 to 3 in
+/// practice), since nothing
 /// is logged per datagram at `info`. With `RUST_LOG=trace` the same burst logs every
 /// datagram, which shows that `RUST_LOG` is respected and that the bound is not vacuous.
 #[test]
@@ -324,8 +325,14 @@ fn default_log_level_stays_quiet_under_a_burst_of_traffic() {
     );
     let loud = burst_stderr(Some("trace"));
     let datagram_lines = loud.iter().filter(|l| l.contains("datagram")).count();
+    eprintln!(
+        "stderr of node A over 300 broadcasts: {} lines at the default level, {} with \
+         RUST_LOG=trace ({datagram_lines} per-datagram)",
+        quiet.len(),
+        loud.len()
+    );
     assert!(
-        datagram_lines >= 600,
+        datagram_lines >= 300,
         "RUST_LOG=trace logs each datagram: only {datagram_lines} of {} lines",
         loud.len()
     );
