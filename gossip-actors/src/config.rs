@@ -93,12 +93,23 @@ fn is_field(name: &str) -> bool {
 
 /// `error`'s message with the section prefixed to every field it names.
 fn qualified(section: &str, error: &ConfigError) -> String {
+    // A plain field gets the section prefix; in an expression such as
+    // `2 × check_interval`, so does every field name in it (a word with an underscore).
     let name = |field: &str| {
         if is_field(field) {
-            format!("{section}.{field}")
-        } else {
-            format!("{section}: {field}")
+            return format!("{section}.{field}");
         }
+        field
+            .split(' ')
+            .map(|word| {
+                if is_field(word) && word.contains('_') {
+                    format!("{section}.{word}")
+                } else {
+                    word.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     match error {
         ConfigError::DurationBelow {
@@ -274,8 +285,14 @@ mod tests {
             message(c),
             (
                 "failure.acceptable_pause".into(),
-                "failure.acceptable_pause is 150 ms but must be at least failure: 2 × check_interval = 200 ms".into()
+                "failure.acceptable_pause is 150 ms but must be at least 2 × failure.check_interval = 200 ms".into()
             )
+        );
+        let mut c = ok.clone();
+        c.failure.phi_threshold = 1.0;
+        assert_eq!(
+            message(c).1,
+            "failure.phi_threshold · ln 10 · failure.min_mean is 1151 ms but must be at least failure.acceptable_pause = 5000 ms"
         );
     }
 
