@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use gossip_actors::core::membership::CyclonConfig;
+use gossip_actors::discovery::DEFAULT_STATIC_CAPACITY;
 use gossip_actors::{NodeConfig, NodeConfigError};
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +67,9 @@ pub struct NodeOptions {
     pub seed_rng: Option<u64>,
     /// Discovery: `static` or `cyclon`.
     pub discovery: DiscoveryKind,
+    /// Peers the static table holds at most (further ones are refused, never evicted), when
+    /// `discovery = "static"`.
+    pub static_capacity: usize,
     /// CYCLON parameters, used when `discovery = "cyclon"`. Its `max_envelope_len` is derived
     /// from `max_datagram`.
     pub cyclon: CyclonConfig,
@@ -83,6 +87,7 @@ impl Default for NodeOptions {
             identity_file: None,
             seed_rng: None,
             discovery: DiscoveryKind::Static,
+            static_capacity: DEFAULT_STATIC_CAPACITY,
             cyclon: CyclonConfig::default(),
         }
     }
@@ -100,6 +105,7 @@ pub const NODE_OPTION_KEYS: &[&str] = &[
     "identity_file",
     "seed_rng",
     "discovery",
+    "static_capacity",
     "cyclon",
 ];
 
@@ -223,6 +229,12 @@ impl FileConfig {
     /// The first field out of range, named by its full path.
     pub fn validate(&self) -> Result<(), ConfigFileError> {
         self.node.validate()?;
+        if self.options.static_capacity == 0 {
+            return Err(NodeConfigError::ZeroCapacity {
+                field: "static_capacity",
+            }
+            .into());
+        }
         if self.options.discovery == DiscoveryKind::Cyclon {
             self.cyclon_config()
                 .validate()
@@ -346,6 +358,7 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     ("identity_file", "path", "a file of 64 hex digits, or missing", "The node's ed25519 secret seed; created with a fresh identity if missing (mode 0600), so a restarted node keeps its node id and feed."),
     ("seed_rng", "integer", "0..=2^64-1", "Seeds every random choice of the node (node id, message ids, peer selection, injected loss); give each node a different seed. Absent: drawn from the OS."),
     ("discovery", "name", "\"static\" or \"cyclon\"", "How peers are found: a static table of the seeds plus every authenticated sender, or CYCLON partial views (tuned in [cyclon])."),
+    ("static_capacity", "peers", ">= 1", "Most peers the static table holds (discovery = \"static\"); further ones are refused, never evicted."),
     // NodeConfig, top level.
     ("max_datagram", "bytes", "128..=65507", "Largest datagram sent or accepted; every protocol's envelope is this minus 36 bytes of label, nonce and tag. Source: memberlist's safe Ethernet payload."),
     ("event_capacity", "events", ">= 1", "Events buffered per subscriber before a slow one starts skipping."),
@@ -679,6 +692,11 @@ mod tests {
                 "discovery = \"cyclon\"\n[cyclon]\nshuffle_length = 0\n",
                 "cyclon.shuffle_length",
                 "invalid configuration: cyclon.shuffle_length is 0 but must be at least 1",
+            ),
+            (
+                "static_capacity = 0\n",
+                "static_capacity",
+                "invalid configuration: static_capacity is 0 but must be at least 1",
             ),
             (
                 "max_datagram = 70000\n",

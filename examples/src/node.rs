@@ -89,7 +89,7 @@ use gossip_actors::state::{FlowActorStats, StateActorStats};
 use gossip_actors::storage::{FeedLog, MemoryStore, NodeStore, RedbStore, StoreError};
 use gossip_actors::{
     CyclonDiscovery, FaultInjection, Node, NodeConfig, NodeError, NodeEvent, NodeHandle, NodeStats,
-    StartError,
+    StartError, StaticDiscovery,
 };
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -1445,7 +1445,10 @@ pub async fn run_node(args: NodeArgs) -> Result<(), RunNodeError> {
         .store(store.clone())
         .config(config);
     let mut builder = match file.options.discovery {
-        DiscoveryKind::Static => builder.seeds(args.seeds.iter().copied()),
+        DiscoveryKind::Static => builder.discovery(
+            StaticDiscovery::new(args.seeds.iter().copied())
+                .with_capacity(file.options.static_capacity),
+        ),
         DiscoveryKind::Cyclon => builder.discovery(
             CyclonDiscovery::new(args.seeds.iter().copied()).with_config(file.cyclon_config()),
         ),
