@@ -641,6 +641,7 @@ impl Run {
             .arg(&store)
             .arg("--identity-file")
             .arg(&identity)
+            .env("RUST_LOG", crate::node::child_log_filter())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

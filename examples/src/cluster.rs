@@ -1138,6 +1138,7 @@ async fn spawn_children(
             .args(["--passphrase", &args.passphrase])
             .args(["--cluster", &args.cluster])
             .args(["--loss", &args.loss.to_string()])
+            .env("RUST_LOG", crate::node::child_log_filter())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -132,7 +132,7 @@ pub enum DhtClusterError {
 
 /// Entry point of the `dht_cluster` binary after argument parsing.
 pub fn main_with(args: DhtClusterArgs) -> ExitCode {
-    gossip_examples::node::init_logging();
+    gossip_examples::node::init_logging_with("warn");
     let system = actix::System::new();
     let result = system.block_on(async {
         let result = run(&args).await;

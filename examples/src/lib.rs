@@ -8,10 +8,12 @@
 //!   with one node killed (SIGKILL) and restarted on its files (`chat`);
 //! - [`multihost`]: one `gossip-node` per host or network namespace, checked end to end for
 //!   broadcasts, key/value state and feeds (`multihost`, run by `scripts/multihost.sh`);
+//! - [`config`]: the `gossip-node` configuration file (`--config`, `--print-default-config`);
 //! - [`shared_store`]: a store shared between a node and the program that runs it.
 
 pub mod chat;
 pub mod cluster;
+pub mod config;
 pub mod multihost;
 pub mod node;
 pub mod shared_store;

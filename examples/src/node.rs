@@ -88,13 +88,14 @@ use gossip_actors::feeds::FeedActorStats;
 use gossip_actors::state::{FlowActorStats, StateActorStats};
 use gossip_actors::storage::{FeedLog, MemoryStore, NodeStore, RedbStore, StoreError};
 use gossip_actors::{
-    DelayRange, FaultInjection, Node, NodeConfig, NodeError, NodeEvent, NodeHandle, NodeStats,
-    StartError,
+    CyclonDiscovery, DelayRange, FaultInjection, Node, NodeConfig, NodeError, NodeEvent,
+    NodeHandle, NodeStats, StartError, StaticDiscovery,
 };
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
+use crate::config::{ConfigFileError, DiscoveryKind, FileConfig};
 use crate::shared_store::SharedStore;
 
 /// Lines of stdin buffered between the reading thread and the node's event loop.
@@ -109,60 +110,213 @@ const LOG_TIMEOUT: Duration = Duration::from_secs(20);
 #[command(
     name = "gossip-node",
     about = "Run one gossip node, driven by commands on stdin, reporting JSON lines on stdout.",
-    group(ArgGroup::new("key").required(true).args(["passphrase", "key_file"]))
+    long_about = "Run one gossip node, driven by commands on stdin, reporting JSON lines on \
+                  stdout. Logs go to stderr (RUST_LOG, default info).\n\n\
+                  Every setting can also come from a TOML file (--config; \
+                  --print-default-config prints one with every field, its unit, default and \
+                  range). Precedence: defaults < file < --set < the flags below. One of \
+                  --passphrase or --key-file (or `passphrase` / `key_file` in the file) is \
+                  required.",
+    group(ArgGroup::new("key").args(["passphrase", "key_file"]))
 )]
 pub struct NodeArgs {
-    /// UDP address to bind (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    /// TOML configuration file holding any of the node's settings (see
+    /// --print-default-config); the flags given on the command line override it.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Overrides one field of the configuration, by its path in the file, with a TOML value
+    /// (repeatable), for example `--set dissemination.fanout=4`. Applied after --config and
+    /// before the flags below.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+
+    /// Prints the complete default configuration file (every field with its unit, default,
+    /// range and source) and exits.
+    #[arg(long)]
+    pub print_default_config: bool,
+
+    /// UDP address to bind (port 0 picks a free port). File: `bind`.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "IP:PORT")]
     pub bind: SocketAddr,
 
-    /// Address of a peer to start with (repeatable): a peer of discovery and a seed of the
-    /// key/value state protocol, as the `peer` command makes it.
-    #[arg(long = "seed", value_name = "ADDR")]
+    /// Address of a peer to start with (repeatable; replaces the file's `seeds`): a peer of
+    /// discovery and a seed of the key/value state protocol, as the `peer` command makes it.
+    /// Default: none.
+    #[arg(long = "seed", value_name = "IP:PORT")]
     pub seeds: Vec<SocketAddr>,
 
     /// Passphrase of the cluster; the key is derived with Argon2id, salted with --cluster.
+    /// File: `passphrase`. Default: none.
     #[arg(long, value_name = "TEXT")]
     pub passphrase: Option<String>,
 
-    /// File holding the cluster key as 64 hexadecimal digits.
+    /// File holding the cluster key as 64 hexadecimal digits. File: `key_file`. Default:
+    /// none.
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
 
-    /// Cluster name, used as the salt of the passphrase's key derivation.
-    #[arg(long, default_value = "gossip")]
+    /// Cluster name, used as the salt of the passphrase's key derivation. File: `cluster`.
+    #[arg(long, default_value = "gossip", value_name = "NAME")]
     pub cluster: String,
 
     /// For testing only: probability (0..=1) of dropping each outbound datagram (fault
-    /// injection).
+    /// injection). File: `fault.loss`.
     #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = parse_probability)]
     pub loss: f64,
 
     /// For testing only: delay each outbound datagram that is not lost by a time drawn
     /// uniformly from MIN..=MAX milliseconds (fault injection; at most 10,000 ms; at most
-    /// 4,096 datagrams wait at once, more are dropped and counted). Off by default.
+    /// 4,096 datagrams wait at once, more are dropped and counted). File: `fault.delay`.
+    /// Default: off.
     #[arg(long, value_name = "MIN-MAX", value_parser = parse_delay_range)]
     pub delay_ms: Option<DelayRange>,
 
-    /// Largest datagram sent or accepted, in bytes (128..=65507).
+    /// Largest datagram sent or accepted, in bytes (128..=65507). File: `max_datagram`.
     #[arg(long, default_value_t = 1400, value_name = "BYTES")]
     pub max_datagram: usize,
 
     /// Seeds the node's random choices (node id, message ids, peer selection, injected loss
     /// and delay).
     /// Give each node of a cluster a different seed: equal seeds draw equal message ids.
+    /// File: `seed_rng`. Default: drawn from the OS.
     #[arg(long, value_name = "N")]
     pub seed_rng: Option<u64>,
 
     /// redb file keeping the feed logs, peer clocks and follows (created if missing; its
-    /// directory must exist). Without it they are kept in memory and lost at exit.
+    /// directory must exist). Without it they are kept in memory and lost at exit. File:
+    /// `store`. Default: none.
     #[arg(long, value_name = "PATH")]
     pub store: Option<PathBuf>,
 
     /// File holding the node's ed25519 secret seed as 64 hex digits; created with a fresh
     /// random identity if missing (mode 0600 on unix), so a restarted node keeps its feed.
+    /// File: `identity_file`. Default: none (a random identity).
     #[arg(long, value_name = "PATH")]
     pub identity_file: Option<PathBuf>,
+
+    /// The ids of the flags given on the command line (recorded by
+    /// [`NodeArgs::parse_args`]), which override `--config`. `None` (arguments built another
+    /// way) means every flag overrides the file.
+    #[arg(skip)]
+    pub given: Option<Vec<String>>,
+}
+
+/// The flags that have a field in the configuration file.
+const FILE_FLAGS: &[&str] = &[
+    "bind",
+    "seeds",
+    "passphrase",
+    "key_file",
+    "cluster",
+    "loss",
+    "delay_ms",
+    "max_datagram",
+    "seed_rng",
+    "store",
+    "identity_file",
+];
+
+impl NodeArgs {
+    /// Parses the process's arguments (exiting with clap's message on a bad one), recording
+    /// which flags were given on the command line so that they override `--config`.
+    pub fn parse_args() -> NodeArgs {
+        Self::parse_from_iter(std::env::args_os())
+    }
+
+    /// [`parse_args`](Self::parse_args) from `args` (the program name first).
+    pub fn parse_from_iter<I, T>(args: I) -> NodeArgs
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = NodeArgs::command().get_matches_from(args);
+        let mut parsed = NodeArgs::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+        parsed.given = Some(
+            FILE_FLAGS
+                .iter()
+                .filter(|id| {
+                    matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+                })
+                .map(|id| (*id).to_owned())
+                .collect(),
+        );
+        parsed
+    }
+
+    /// Whether the flag `id` overrides the file: there is no file, the flag was given on the
+    /// command line, or what was given is not recorded (arguments not from
+    /// [`parse_args`](Self::parse_args)).
+    fn overrides(&self, id: &str) -> bool {
+        self.config.is_none()
+            || self
+                .given
+                .as_ref()
+                .is_none_or(|given| given.iter().any(|g| g == id))
+    }
+
+    /// Resolves the whole configuration: the defaults, `--config`, `--set`, then the flags
+    /// (see [`crate::config`]), validated. Returns the arguments with every node-level option
+    /// taken from the result (so [`keyring_from_args`] and [`store_from_args`] see the
+    /// file's key and store) and the resolved configuration.
+    ///
+    /// # Errors
+    /// An unreadable or invalid file, an unknown field, or a value out of range (named by its
+    /// full path, with the allowed range).
+    pub fn resolve(&self) -> Result<(NodeArgs, FileConfig), ConfigFileError> {
+        let mut config = FileConfig::load(self.config.as_deref(), &self.set)?;
+        let options = &mut config.options;
+        if self.overrides("bind") {
+            options.bind = self.bind;
+        }
+        if self.overrides("seeds") && (self.config.is_none() || !self.seeds.is_empty()) {
+            options.seeds = self.seeds.clone();
+        }
+        if self.overrides("cluster") {
+            options.cluster = self.cluster.clone();
+        }
+        // A key given on the command line replaces the file's, whichever kind it is.
+        if self.passphrase.is_some() || self.key_file.is_some() {
+            options.passphrase = self.passphrase.clone();
+            options.key_file = self.key_file.clone();
+        }
+        if self.seed_rng.is_some() {
+            options.seed_rng = self.seed_rng;
+        }
+        if self.store.is_some() {
+            options.store = self.store.clone();
+        }
+        if self.identity_file.is_some() {
+            options.identity_file = self.identity_file.clone();
+        }
+        if self.overrides("loss") {
+            config.node.fault.loss = self.loss;
+        }
+        if self.delay_ms.is_some() {
+            config.node.fault.delay = self.delay_ms;
+        }
+        if self.overrides("max_datagram") {
+            config.node.max_datagram = self.max_datagram;
+        }
+        config.validate()?;
+        let options = &config.options;
+        let resolved = NodeArgs {
+            bind: options.bind,
+            seeds: options.seeds.clone(),
+            passphrase: options.passphrase.clone(),
+            key_file: options.key_file.clone(),
+            cluster: options.cluster.clone(),
+            loss: config.node.fault.loss,
+            delay_ms: config.node.fault.delay,
+            max_datagram: config.node.max_datagram,
+            seed_rng: options.seed_rng,
+            store: options.store.clone(),
+            identity_file: options.identity_file.clone(),
+            ..self.clone()
+        };
+        Ok((resolved, config))
+    }
 }
 
 /// Parses a delay range `MIN-MAX` in milliseconds (or a single `MS` for a fixed delay), with
@@ -215,7 +369,9 @@ pub enum RunNodeError {
     Key(#[from] KeyError),
     /// Neither `--passphrase` nor `--key-file` was given (clap enforces this for the
     /// binaries; a library caller can still build such arguments).
-    #[error("one of --passphrase or --key-file is required")]
+    #[error(
+        "one of --passphrase or --key-file (or `passphrase` / `key_file` in the --config file) is required"
+    )]
     NoKey,
     /// The node could not start.
     #[error("node failed to start: {0}")]
@@ -234,6 +390,10 @@ pub enum RunNodeError {
         /// The store's error.
         source: StoreError,
     },
+    /// The configuration (file, `--set` or flags) was refused; the message names the field
+    /// by its full path.
+    #[error(transparent)]
+    Config(#[from] ConfigFileError),
     /// The `--identity-file` could not be read, parsed or created.
     #[error("identity file {path}: {reason}")]
     IdentityFile {
@@ -1311,23 +1471,32 @@ fn forward_event(event: Result<NodeEvent, RecvError>) -> Result<(), RunNodeError
 /// A bad key, a node that cannot start (address in use, bad `--max-datagram`), stdout
 /// closed, or the node stopping by itself. On success `{"event":"bye"}` was the last line.
 pub async fn run_node(args: NodeArgs) -> Result<(), RunNodeError> {
+    let (args, file) = args.resolve()?;
     let keyring = keyring_from_args(&args)?;
     let config = NodeConfig {
         max_datagram: args.max_datagram,
         fault: FaultInjection {
             loss: args.loss,
             delay: args.delay_ms,
-            ..FaultInjection::default()
+            ..file.node.fault
         },
-        ..NodeConfig::default()
+        ..file.node.clone()
     };
     let store = store_from_args(&args)?;
-    let mut builder = Node::builder()
+    let builder = Node::builder()
         .bind(args.bind)
         .keyring(keyring)
-        .seeds(args.seeds.iter().copied())
         .store(store.clone())
         .config(config);
+    let mut builder = match file.options.discovery {
+        DiscoveryKind::Static => builder.discovery(
+            StaticDiscovery::new(args.seeds.iter().copied())
+                .with_capacity(file.options.static_capacity),
+        ),
+        DiscoveryKind::Cyclon => builder.discovery(
+            CyclonDiscovery::new(args.seeds.iter().copied()).with_config(file.cyclon_config()),
+        ),
+    };
     if let Some(path) = &args.identity_file {
         builder = builder.identity(load_or_create_identity(path)?);
     }
@@ -1386,20 +1555,60 @@ async fn serve(node: &NodeHandle, store: &SharedStore) -> Result<(), RunNodeErro
     }
 }
 
-/// Installs the stderr logger (`RUST_LOG`, default `warn`). Harmless if one is installed.
+/// The log filter when `RUST_LOG` is not set: `info`. Nothing is logged per datagram at
+/// `info` (per-datagram events are `trace`, per-message spans `debug`); a node logs its start
+/// and stop, each new peer, and each failure verdict.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Installs the stderr logger, filtered by `RUST_LOG` (tracing-subscriber's `EnvFilter`
+/// syntax, for example `RUST_LOG=gossip_actors=debug`), [`DEFAULT_LOG_FILTER`] when unset or
+/// invalid. Harmless if one is installed.
 pub fn init_logging() {
+    init_logging_with(DEFAULT_LOG_FILTER);
+}
+
+/// [`init_logging`] with another filter for when `RUST_LOG` is unset: programs that run many
+/// nodes in one process (`sim`, `custom_node`, `dht_cluster`) use `warn`, since `info` logs
+/// each node's start and each peer it learns.
+pub fn init_logging_with(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_writer(io::stderr)
         .try_init();
+}
+
+/// The `RUST_LOG` value for node processes started by `cluster` and `chat`: the parent's own
+/// `RUST_LOG` if set, else `warn`, so that the children (whose stderr the parent shares) stay
+/// quiet unless asked.
+pub fn child_log_filter() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned())
+}
+
+/// Writes [`crate::config::default_config_text`] to stdout (`--print-default-config`).
+pub fn print_default_config() -> std::process::ExitCode {
+    let mut out = io::stdout().lock();
+    match out
+        .write_all(crate::config::default_config_text().as_bytes())
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("gossip-node: cannot write to stdout: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// The whole `gossip-node` program after argument parsing: starts an actix system, runs the
 /// node, and returns the process exit code (0 after `quit`, 1 on failure with a message on
 /// stderr).
 pub fn main_with(args: NodeArgs) -> std::process::ExitCode {
+    if args.print_default_config {
+        return print_default_config();
+    }
     init_logging();
     let system = actix::System::new();
     let result = system.block_on(async {

@@ -32,7 +32,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::messages::{DiscoveryRecipients, InboundMessage, SendMessage};
-use crate::shell::now;
+use crate::shell::{now, peer_span};
 
 use crate::failure::Liveness;
 use crate::messages::{KnownPeers, PeerStatus, PeerSummary, SelectPeers, Shutdown};
@@ -50,6 +50,9 @@ pub struct DiscoveryContext {
     pub rng_seed: u64,
     /// When the node started.
     pub now: Instant,
+    /// The node's span (`node{id=…, addr=…}`): enter it while handling, so that log lines
+    /// name the node.
+    pub span: tracing::Span,
 }
 
 /// A started discovery actor.
@@ -234,6 +237,7 @@ pub struct CyclonDiscovery {
     transport: Option<Recipient<SendMessage>>,
     timer: Option<SpawnHandle>,
     transport_full: u64,
+    span: tracing::Span,
 }
 
 impl std::fmt::Debug for CyclonDiscovery {
@@ -256,6 +260,7 @@ impl CyclonDiscovery {
             transport: None,
             timer: None,
             transport_full: 0,
+            span: tracing::Span::none(),
         }
     }
 
@@ -266,6 +271,8 @@ impl CyclonDiscovery {
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _node = span.enter();
         let (Some(core), Some(transport)) = (self.core.as_mut(), self.transport.as_ref()) else {
             return;
         };
@@ -328,6 +335,7 @@ impl Discovery for CyclonDiscovery {
         }
         self.core = Some(core);
         self.transport = Some(ctx.transport);
+        self.span = ctx.span;
         let addr = Actor::start(*self);
         let inbound: Recipient<InboundMessage> = addr.clone().recipient();
         Ok(StartedDiscovery {
@@ -353,6 +361,7 @@ impl Handler<InboundMessage> for CyclonDiscovery {
     type Result = ();
 
     fn handle(&mut self, msg: InboundMessage, ctx: &mut Context<Self>) {
+        let _peer = peer_span(&self.span, &msg).entered();
         let Some(core) = self.core.as_mut() else {
             return;
         };

@@ -28,7 +28,7 @@ use rand::rngs::StdRng;
 use tokio::sync::broadcast;
 
 use crate::messages::{DiscoveryRecipients, InboundMessage, SelectPeers, SendMessage, Shutdown};
-use crate::shell::{TimedShell, now};
+use crate::shell::{TimedShell, now, peer_span};
 
 /// Something a node tells its subscribers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +111,7 @@ pub struct DisseminationActor {
     events: broadcast::Sender<NodeEvent>,
     timer: Option<SpawnHandle>,
     stats: DisseminationActorStats,
+    span: tracing::Span,
 }
 
 impl DisseminationActor {
@@ -129,7 +130,15 @@ impl DisseminationActor {
             events,
             timer: None,
             stats: DisseminationActorStats::default(),
+            span: tracing::Span::none(),
         }
+    }
+
+    /// Runs the actor's work inside `span` (the node's span, `node{id=…, addr=…}`, set by
+    /// the node builder), so its log lines name the node.
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 
     fn send(&mut self, to: SocketAddr, message: Message) {
@@ -171,6 +180,8 @@ impl DisseminationActor {
 
     /// Drains every output of the core and re-arms the timer.
     fn drain(&mut self, ctx: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _node = span.enter();
         let mut group: Option<(u64, usize, Vec<SocketAddr>, Vec<Message>)> = None;
         while let Some(transmit) = self.core.poll_transmit() {
             if let Some((token, ..)) = &group {
@@ -250,6 +261,7 @@ impl Handler<InboundMessage> for DisseminationActor {
     type Result = ();
 
     fn handle(&mut self, msg: InboundMessage, ctx: &mut Context<Self>) {
+        let _peer = peer_span(&self.span, &msg).entered();
         self.core
             .handle_message(msg.received_at, msg.from, msg.sender, msg.message);
         self.drain(ctx);

@@ -49,6 +49,10 @@ pub enum StartError {
     /// [`crate::FaultInjection::validate`]).
     #[error(transparent)]
     Fault(#[from] crate::transport::FaultConfigError),
+    /// A [`crate::NodeConfig`] value is out of its bounds; the error names it by its full
+    /// path (`dissemination.fanout`).
+    #[error(transparent)]
+    InvalidConfig(#[from] crate::config::NodeConfigError),
 }
 
 /// Why a [`crate::NodeHandle`] call failed.

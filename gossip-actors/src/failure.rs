@@ -92,6 +92,7 @@ pub struct FailureDetectorActor {
     events: broadcast::Sender<NodeEvent>,
     timer: Option<SpawnHandle>,
     verdicts_dropped: u64,
+    span: tracing::Span,
 }
 
 impl FailureDetectorActor {
@@ -105,7 +106,15 @@ impl FailureDetectorActor {
             events,
             timer: None,
             verdicts_dropped: 0,
+            span: tracing::Span::none(),
         }
+    }
+
+    /// Runs the actor's work inside `span` (the node's span, `node{id=…, addr=…}`, set by
+    /// the node builder), so its log lines name the node.
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 
     fn heartbeat(&mut self, at: Instant, node: NodeId, ctx: &mut Context<Self>) {
@@ -125,6 +134,8 @@ impl FailureDetectorActor {
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _node = span.enter();
         while let Some(event) = self.core.poll_event() {
             match event {
                 FailureEvent::PeerDead { node, phi } => {

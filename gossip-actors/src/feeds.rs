@@ -37,7 +37,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::dissemination::NodeEvent;
 use crate::failure::Liveness;
 use crate::messages::{InboundMessage, KnownPeers, SendMessage, Shutdown};
-use crate::shell::{TimedShell, now};
+use crate::shell::{TimedShell, now, peer_span};
 use crate::store::{Append, Fetch, GetClock, MessageAt, PutClock, StoreAddr};
 
 /// The store table that remembers followed feeds (key: the feed id, value: empty).
@@ -188,6 +188,7 @@ pub struct FeedTreeActor {
     appending: bool,
     timer: Option<SpawnHandle>,
     stats: FeedActorStats,
+    span: tracing::Span,
 }
 
 impl FeedTreeActor {
@@ -221,7 +222,15 @@ impl FeedTreeActor {
             appending: false,
             timer: None,
             stats: FeedActorStats::default(),
+            span: tracing::Span::none(),
         }
+    }
+
+    /// Runs the actor's work inside `span` (the node's span, `node{id=…, addr=…}`, set by
+    /// the node builder), so its log lines name the node.
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 
     fn peer_up(&mut self, node: NodeId, addr: SocketAddr, ctx: &mut Context<Self>) {
@@ -309,6 +318,8 @@ impl FeedTreeActor {
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _node = span.enter();
         while let Some(transmit) = self.core.poll_transmit() {
             let message = match transmit.message {
                 TreeMessage::Notes(notes) => Message::TreeNotes(notes),
@@ -484,6 +495,7 @@ impl Handler<InboundMessage> for FeedTreeActor {
     type Result = ();
 
     fn handle(&mut self, msg: InboundMessage, ctx: &mut Context<Self>) {
+        let _peer = peer_span(&self.span, &msg).entered();
         match self.peers.get(&msg.sender) {
             None => {
                 // A node that speaks to us about feeds is a tree peer (the link is symmetric);

@@ -46,8 +46,13 @@ use gossip_core::failure::{FailureConfig, FailureDetector};
 use gossip_core::reconcile::{NodeStateView, Reconcile, ReconcileConfig};
 
 /// Everything tunable about a node. Each protocol's fields are documented (unit, bound,
-/// source) on its own config struct.
-#[derive(Clone, Debug)]
+/// source) on its own config struct; [`NodeConfig::validate`] checks them all and names a
+/// bad field by its full path (`dissemination.fanout`).
+///
+/// Serializable (serde) in the shape of a TOML file with one table per protocol: missing
+/// fields take their defaults, unknown ones are refused, durations are milliseconds.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     /// Push / ack / pull-sync parameters. Its `max_envelope_len` is set by the node from
     /// `max_datagram` and the cipher; the value given here is ignored.
@@ -57,7 +62,7 @@ pub struct NodeConfig {
     pub max_datagram: usize,
     /// Deliberate faults for tests. Off by default.
     pub fault: FaultInjection,
-    /// Events buffered per subscriber before a slow one starts skipping: 4,096.
+    /// Events buffered per subscriber before a slow one starts skipping: 4,096. Bound: ≥ 1.
     pub event_capacity: usize,
     /// Per-feed broadcast tree parameters. Its `max_envelope_len` is set by the node from
     /// `max_datagram` and the cipher.
@@ -72,13 +77,15 @@ pub struct NodeConfig {
     /// node's heartbeat moving).
     pub failure: FailureConfig,
     /// Updates that [`NodeHandle::set`] queues while the update rate refuses them: 1,024.
+    /// Bound: ≥ 1.
     pub set_queue_capacity: usize,
     /// Which protocols the node runs.
     pub protocols: Protocols,
 }
 
 /// Which protocol actors a node starts. The transport and discovery always run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Protocols {
     /// Push / ack / pull-sync broadcast ([`NodeHandle::broadcast`]).
     pub dissemination: bool,
@@ -274,8 +281,9 @@ impl NodeBuilder {
     /// # Errors
     /// [`StartError::NoKeyring`] without `.keyring(..)` or `.plaintext()`;
     /// [`StartError::Codec`] for a `max_datagram` outside 128..=65,507;
-    /// [`StartError::Config`] for a protocol value out of bounds;
     /// [`StartError::Fault`] for invalid fault injection settings;
+    /// [`StartError::InvalidConfig`] for a value out of bounds (named by its path, see
+    /// [`NodeConfig::validate`]);
     /// [`StartError::Bind`] when the socket cannot be bound; [`StartError::SimBind`] when the
     /// simulated address is taken. Nothing is left running.
     pub async fn start(self) -> Result<NodeHandle, StartError> {
@@ -286,6 +294,9 @@ impl NodeBuilder {
         let mut dissemination_config = self.config.dissemination.clone();
         let encoder_envelope_len = encoder.max_envelope_len();
         dissemination_config.max_envelope_len = encoder_envelope_len;
+        self.config
+            .validate_with_envelope(encoder_envelope_len)
+            .map_err(StartError::InvalidConfig)?;
         dissemination_config.validate()?;
 
         let mut master = match self.rng_seed {
@@ -329,7 +340,9 @@ impl NodeBuilder {
             source,
         })?;
         let local_addr = transport.local_addr();
-        let transport = transport.start();
+        // Every actor of the node logs inside this span, so each line names the node.
+        let span = tracing::info_span!("node", id = %node_id.short(), addr = %local_addr);
+        let transport = transport.with_span(span.clone()).start();
 
         let discovery: Box<dyn Discovery> = self
             .discovery
@@ -341,6 +354,7 @@ impl NodeBuilder {
                 transport: transport.clone().recipient(),
                 rng_seed: master.random(),
                 now,
+                span: span.clone(),
             })
             .map_err(StartError::Discovery);
         let started = match started {
@@ -394,6 +408,7 @@ impl NodeBuilder {
                     discovery.clone(),
                     events.clone(),
                 )
+                .with_span(span.clone())
                 .start(),
             );
         }
@@ -421,7 +436,9 @@ impl NodeBuilder {
                     return Err(err.into());
                 }
             };
-            let failure = FailureDetectorActor::new(detector, node_id, events.clone()).start();
+            let failure = FailureDetectorActor::new(detector, node_id, events.clone())
+                .with_span(span.clone())
+                .start();
             let state = StateActor::new(
                 reconcile,
                 transport.clone().recipient(),
@@ -429,6 +446,7 @@ impl NodeBuilder {
                 Some(discovery.peer_status.clone()),
                 events.clone(),
             )
+            .with_span(span.clone())
             .start();
             let flow = FlowControlActor::new(
                 state.clone().recipient(),
@@ -454,6 +472,7 @@ impl NodeBuilder {
                     master.random(),
                     self.config.tree_target_peers,
                 )
+                .with_span(span.clone())
                 .start(),
             );
         }
@@ -465,6 +484,14 @@ impl NodeBuilder {
                 source: std::io::Error::other("transport stopped while starting"),
             });
         }
+        span.in_scope(|| {
+            tracing::info!(
+                dissemination = protocols.dissemination,
+                state = protocols.state,
+                feeds = protocols.feeds,
+                "node started"
+            )
+        });
         Ok(handle)
     }
 }

@@ -41,3 +41,13 @@ pub(crate) trait TimedShell: Actor<Context = Context<Self>> {
         }
     }
 }
+
+/// The span of handling one inbound message: `peer{addr=…, node=…}` inside the node's span.
+/// At debug level, so at the default info level it is disabled and costs nothing per
+/// datagram.
+pub(crate) fn peer_span(
+    node: &tracing::Span,
+    msg: &crate::messages::InboundMessage,
+) -> tracing::Span {
+    tracing::debug_span!(parent: node, "peer", addr = %msg.from, node = %msg.sender.short())
+}

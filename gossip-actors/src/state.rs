@@ -32,7 +32,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::dissemination::NodeEvent;
 use crate::failure::{Heartbeat, Liveness};
 use crate::messages::{InboundMessage, PeerStatus, SendMessage, Shutdown};
-use crate::shell::{TimedShell, now};
+use crate::shell::{TimedShell, now, peer_span};
 
 /// Sets a local key now, or refuses. Replies with the version taken.
 #[derive(Message, Clone, Debug)]
@@ -123,6 +123,7 @@ pub struct StateActor {
     timer: Option<SpawnHandle>,
     transport_full: u64,
     notifications_dropped: u64,
+    span: tracing::Span,
 }
 
 impl StateActor {
@@ -144,7 +145,15 @@ impl StateActor {
             timer: None,
             transport_full: 0,
             notifications_dropped: 0,
+            span: tracing::Span::none(),
         }
+    }
+
+    /// Runs the actor's work inside `span` (the node's span, `node{id=…, addr=…}`, set by
+    /// the node builder), so its log lines name the node.
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 
     fn heartbeat(&mut self, node: NodeId) {
@@ -156,6 +165,8 @@ impl StateActor {
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _node = span.enter();
         while let Some(transmit) = self.core.poll_transmit() {
             let message = to_wire(transmit.message);
             if self
@@ -172,6 +183,7 @@ impl StateActor {
         while let Some(event) = self.core.poll_event() {
             match event {
                 StateEvent::NewNode { node, addr, .. } => {
+                    tracing::info!(node = %node.short(), %addr, "new peer");
                     self.heartbeat(node);
                     if let Some(discovery) = &self.discovery
                         && discovery.try_send(PeerStatus::Add { addr }).is_err()
@@ -231,6 +243,7 @@ impl Handler<InboundMessage> for StateActor {
     type Result = ();
 
     fn handle(&mut self, msg: InboundMessage, ctx: &mut Context<Self>) {
+        let _peer = peer_span(&self.span, &msg).entered();
         if let Some(message) = from_wire(msg.message) {
             self.core
                 .handle_message(msg.received_at, msg.from, msg.sender, message);

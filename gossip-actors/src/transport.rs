@@ -46,8 +46,10 @@ use crate::messages::{
 /// Deliberate faults for tests and demonstrations: outbound loss and delay, drawn from the
 /// transport's seeded generator. Off by default; never enable in production.
 ///
-/// Checked by [`FaultInjection::validate`] when a node starts.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Checked by [`FaultInjection::validate`] when a node starts. In a configuration file it is
+/// the `[fault]` table (`loss`, `delay = [min_ms, max_ms]`, `max_delayed`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FaultInjection {
     /// Probability in `0.0..=1.0` that an outbound datagram is silently discarded instead of
     /// sent (counted in [`TransportStats::injected_loss`]).
@@ -80,13 +82,32 @@ pub const DEFAULT_MAX_DELAYED: usize = 4_096;
 /// Longest injected delay accepted by [`FaultInjection::validate`]: 10 s.
 pub const MAX_INJECTED_DELAY: Duration = Duration::from_secs(10);
 
-/// A range of injected delays, both ends included.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A range of injected delays, both ends included. In a configuration file: `[20, 80]`
+/// (minimum and maximum, in milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "DelayRangeMs", into = "DelayRangeMs")]
 pub struct DelayRange {
     /// Shortest delay.
     pub min: Duration,
     /// Longest delay (at least `min`).
     pub max: Duration,
+}
+
+/// The file form of a [`DelayRange`]: `[min, max]` in milliseconds.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct DelayRangeMs(u64, u64);
+
+impl From<DelayRangeMs> for DelayRange {
+    fn from(DelayRangeMs(min, max): DelayRangeMs) -> Self {
+        DelayRange::from_millis(min, max)
+    }
+}
+
+impl From<DelayRange> for DelayRangeMs {
+    fn from(range: DelayRange) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        DelayRangeMs(ms(range.min), ms(range.max))
+    }
 }
 
 impl DelayRange {
@@ -299,6 +320,7 @@ pub struct TransportActor {
     delayed: BTreeMap<u64, DelayedDatagram>,
     next_delay_token: u64,
     stats: TransportStats,
+    span: tracing::Span,
 }
 
 impl TransportActor {
@@ -340,7 +362,15 @@ impl TransportActor {
             delayed: BTreeMap::new(),
             next_delay_token: 0,
             stats: TransportStats::default(),
+            span: tracing::Span::none(),
         })
+    }
+
+    /// Runs the actor's work inside `span` (the node's span, `node{id=…, addr=…}`, set by
+    /// the node builder), so its log lines name the node.
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 
     /// The bound address.
@@ -410,6 +440,7 @@ impl TransportActor {
     fn send_datagram(&mut self, datagram: &[u8], to: SocketAddr, kind: PacketType) {
         match self.sender.try_send_to(datagram, to) {
             Ok(_) => {
+                tracing::trace!(%to, ?kind, len = datagram.len(), "datagram sent");
                 self.stats.datagrams_sent += 1;
                 self.stats.bytes_sent += datagram.len() as u64;
                 self.stats.sent_by_type.record(kind);
@@ -436,6 +467,7 @@ impl TransportActor {
             }
         };
         let kind = envelope.message.packet_type();
+        tracing::trace!(%from, node = %envelope.sender.short(), ?kind, len = decoded.len, "datagram received");
         self.stats.received_by_type.record(kind);
         let received_at = tokio::time::Instant::now().into_std();
         for observer in &self.observers {
@@ -514,6 +546,8 @@ impl Actor for TransportActor {
 
 impl StreamHandler<Result<(Decoded, SocketAddr), io::Error>> for TransportActor {
     fn handle(&mut self, item: Result<(Decoded, SocketAddr), io::Error>, _: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _node = span.enter();
         match item {
             Ok((decoded, from)) => self.receive(decoded, from),
             Err(err) => {
@@ -532,6 +566,8 @@ impl Handler<SendMessage> for TransportActor {
     type Result = Result<(), SendError>;
 
     fn handle(&mut self, msg: SendMessage, ctx: &mut Context<Self>) -> Self::Result {
+        let span = self.span.clone();
+        let _node = span.enter();
         self.send(msg, ctx)
     }
 }
@@ -574,6 +610,13 @@ impl Handler<Shutdown> for TransportActor {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.span.in_scope(|| {
+            tracing::info!(
+                datagrams_sent = self.stats.datagrams_sent,
+                datagrams_received = self.stats.datagrams_received,
+                "node stopped"
+            )
+        });
         ctx.stop();
     }
 }

@@ -4,6 +4,13 @@
 //! constructors of the state machines call it, so an invalid configuration never reaches a
 //! running protocol. Each variant names the offending field (as spelled in the struct) and the
 //! bound it broke.
+//!
+//! # Serialized form
+//!
+//! Every `*Config` struct derives serde's `Serialize` and `Deserialize` (a node reads them from
+//! a TOML file): missing fields take their [`Default`], unknown fields are refused, durations
+//! are integer milliseconds under the field's own name (`ack_timeout = 300`), and
+//! `max_envelope_len` is left out (a node derives it from its datagram size and cipher).
 
 use std::time::Duration;
 
@@ -31,6 +38,18 @@ pub enum ConfigError {
         field: &'static str,
         /// The configured value.
         value: usize,
+        /// The largest allowed value.
+        max: usize,
+    },
+    /// `field` is outside a range bounded on both sides.
+    #[error("{field} is {value} but must be in {min}..={max}")]
+    OutOfRange {
+        /// The configuration field, for example `"decrease_percent"`.
+        field: &'static str,
+        /// The configured value.
+        value: usize,
+        /// The smallest allowed value.
+        min: usize,
         /// The largest allowed value.
         max: usize,
     },
@@ -76,6 +95,24 @@ pub(crate) fn at_most(field: &'static str, value: usize, max: usize) -> Result<(
     Ok(())
 }
 
+/// Checks `min <= value <= max`.
+pub(crate) fn in_range(
+    field: &'static str,
+    value: usize,
+    min: usize,
+    max: usize,
+) -> Result<(), ConfigError> {
+    if !(min..=max).contains(&value) {
+        return Err(ConfigError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        });
+    }
+    Ok(())
+}
+
 /// Checks `value > 0`.
 pub(crate) fn positive(field: &'static str, value: Duration) -> Result<(), ConfigError> {
     if value.is_zero() {
@@ -110,6 +147,22 @@ pub(crate) fn duration_at_least(
     Ok(())
 }
 
+/// Serde of a [`Duration`] as an integer number of milliseconds (sub-millisecond parts are
+/// truncated when serializing).
+pub(crate) mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +195,13 @@ mod tests {
             assert!(positive_finite("x", bad).is_err());
         }
         assert!(positive_finite("x", f64::MIN_POSITIVE).is_ok());
+        let e = in_range("decrease_percent", 100, 1, 99).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "decrease_percent is 100 but must be in 1..=99"
+        );
+        assert!(in_range("x", 1, 1, 1).is_ok());
+        assert!(in_range("x", 0, 1, 1).is_err());
         assert!(at_least("x", 1, 1).is_ok());
         assert!(at_most("x", 1, 1).is_ok());
     }

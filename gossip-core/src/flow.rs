@@ -69,7 +69,8 @@ pub const MAX_RATE: u32 = 1_000_000;
 /// The paper gives the algorithm but no constants; the defaults are chosen so that a 1 s
 /// gossip interval with 1,400-byte datagrams (a few dozen updates per second reach every node)
 /// settles within a minute: start low and probe upwards like TCP, halve like TCP.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FlowConfig {
     /// Rate a node starts with, in updates per second. Default 10. Bound:
     /// `min_rate..=max_rate`.
@@ -120,25 +121,22 @@ impl FlowConfig {
     /// The first [`ConfigError`] found, naming the field and the bound.
     pub fn validate(&self) -> Result<(), ConfigError> {
         config::at_least("min_rate", self.min_rate as usize, 1)?;
-        config::at_most("max_rate", self.max_rate as usize, MAX_RATE as usize)?;
-        config::at_least("max_rate", self.max_rate as usize, self.min_rate as usize)?;
-        config::at_least(
+        config::in_range(
+            "max_rate",
+            self.max_rate as usize,
+            self.min_rate as usize,
+            MAX_RATE as usize,
+        )?;
+        config::in_range(
             "initial_rate",
             self.initial_rate as usize,
             self.min_rate as usize,
-        )?;
-        config::at_most(
-            "initial_rate",
-            self.initial_rate as usize,
             self.max_rate as usize,
         )?;
         config::at_least("increase_step", self.increase_step as usize, 1)?;
-        config::at_least("decrease_percent", self.decrease_percent as usize, 1)?;
-        config::at_most("decrease_percent", self.decrease_percent as usize, 99)?;
-        config::at_least("trend_window", self.trend_window, 1)?;
-        config::at_most("trend_window", self.trend_window, 64)?;
-        config::at_least("increase_after", self.increase_after, 1)?;
-        config::at_most("increase_after", self.increase_after, 64)?;
+        config::in_range("decrease_percent", self.decrease_percent as usize, 1, 99)?;
+        config::in_range("trend_window", self.trend_window, 1, 64)?;
+        config::in_range("increase_after", self.increase_after, 1, 64)?;
         config::at_least("burst", self.burst as usize, 1)?;
         Ok(())
     }
@@ -503,21 +501,21 @@ mod tests {
                     max_rate: MAX_RATE + 1,
                     ..ok.clone()
                 },
-                "max_rate is 1000001 but must be at most 1000000",
+                "max_rate is 1000001 but must be in 1..=1000000",
             ),
             (
                 FlowConfig {
                     min_rate: 20,
                     ..ok.clone()
                 },
-                "initial_rate is 10 but must be at least 20",
+                "initial_rate is 10 but must be in 20..=1000",
             ),
             (
                 FlowConfig {
                     max_rate: 5,
                     ..ok.clone()
                 },
-                "initial_rate is 10 but must be at most 5",
+                "initial_rate is 10 but must be in 1..=5",
             ),
             (
                 FlowConfig {
@@ -531,21 +529,21 @@ mod tests {
                     decrease_percent: 100,
                     ..ok.clone()
                 },
-                "decrease_percent is 100 but must be at most 99",
+                "decrease_percent is 100 but must be in 1..=99",
             ),
             (
                 FlowConfig {
                     trend_window: 0,
                     ..ok.clone()
                 },
-                "trend_window is 0 but must be at least 1",
+                "trend_window is 0 but must be in 1..=64",
             ),
             (
                 FlowConfig {
                     increase_after: 65,
                     ..ok.clone()
                 },
-                "increase_after is 65 but must be at most 64",
+                "increase_after is 65 but must be in 1..=64",
             ),
             (
                 FlowConfig {

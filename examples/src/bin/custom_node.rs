@@ -217,6 +217,7 @@ async fn run(args: Args) -> Result<serde_json::Value, NodeError> {
 
 #[actix::main]
 async fn main() {
+    gossip_examples::node::init_logging_with("warn");
     let args = Args::parse();
     let json = args.json;
     match run(args).await {

@@ -375,6 +375,7 @@ pub fn chart(r: &SimReport, path: &Path) -> Result<(), String> {
 
 /// The `sim` program.
 pub fn main_with(cli: SimCli) -> ExitCode {
+    gossip_examples::node::init_logging_with("warn");
     let scenario = match cli.scenario() {
         Ok(s) => s,
         Err(e) => {

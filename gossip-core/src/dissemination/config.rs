@@ -23,13 +23,15 @@ pub const DEFAULT_MAX_ENVELOPE_LEN: usize = 1_400 - DATAGRAM_OVERHEAD;
 /// go-gossip (protocol-diver/go-gossip, 2022), gossipmonger and iroh-gossip as noted.
 /// [`validate`](Self::validate) is the one place the bounds are checked;
 /// [`super::Dissemination::new`] calls it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DisseminationConfig {
     /// Peers each new broadcast is pushed to, by its origin and again by every node that
     /// receives it for the first time. Default 3 (go-gossip `GossipNumber`). Bound: ≥ 1.
     pub fanout: usize,
     /// How long a pusher waits for [`acks_needed`](Self::acks_needed) `PushAck`s before it
     /// falls back to a `PullSync`. Default 300 ms (go-gossip `AckTimeout`). Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub ack_timeout: Duration,
     /// Distinct peers that must acknowledge a push within `ack_timeout`. Default 2, the
     /// majority of the default fanout (go-gossip). Bound: `1..=fanout`.
@@ -43,6 +45,7 @@ pub struct DisseminationConfig {
     pub cache_capacity: NonZeroUsize,
     /// Age after which a cached payload is no longer served or announced and is dropped.
     /// Default 30 s. Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub cache_ttl: Duration,
     /// Message ids remembered for duplicate suppression, first received forgotten first.
     /// Default 16,384 ids (roughly 80 bytes each with the LRU links, about 1.3 MiB when full).
@@ -51,9 +54,11 @@ pub struct DisseminationConfig {
     /// How long a message id is remembered after it was first received. Default 90 s
     /// (iroh-gossip's `message_id_retention` idea: remember ids longer than payloads, so an
     /// evicted payload that still circulates is never delivered twice). Bound: ≥ `cache_ttl`.
+    #[serde(with = "crate::config::duration_ms")]
     pub seen_ttl: Duration,
     /// Period of the anti-entropy round (see [`super::Dissemination`], rule 7). Default
     /// 1,000 ms (gossipmonger `GOSSIP_INTERVAL`). Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub anti_entropy_interval: Duration,
     /// Peers each anti-entropy round announces to. Default 2. 0 disables anti-entropy (pure
     /// go-gossip behaviour).
@@ -69,6 +74,7 @@ pub struct DisseminationConfig {
     /// Age of the cached ids an anti-entropy round announces: ids received within this window,
     /// most recent first. Default 20 s (kept below `cache_ttl` so an announced id can still be
     /// served when the request arrives). Ids older than `cache_ttl` are never announced.
+    #[serde(with = "crate::config::duration_ms")]
     pub anti_entropy_window: Duration,
     /// Message ids requested by `PullRequest` and not yet received, remembered so the same id
     /// is not requested from every peer that announces it. Default 4,096. Bound: ≥ 1. An id
@@ -77,6 +83,7 @@ pub struct DisseminationConfig {
     pub pending_pull_capacity: usize,
     /// After this long without a `PullResponse`, an id requested from one peer may be
     /// requested from another. Default 300 ms (= `ack_timeout`). Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub pull_retry: Duration,
     /// Largest encoded [`Envelope`](crate::message::Envelope), in bytes, as bounded by
     /// [`Envelope::encoded_len_bound`](crate::message::Envelope::encoded_len_bound). Default
@@ -84,6 +91,10 @@ pub struct DisseminationConfig {
     /// `GOSSIP_OVERHEAD + 1 ..= 65,507 − 36`. It fixes the largest payload
     /// ([`max_payload_len`](Self::max_payload_len)) and the ids per `PullSync`/`PullRequest`
     /// ([`ids_per_message`](Self::ids_per_message)).
+    ///
+    /// Not part of the serialized form (a node derives it from its datagram size and cipher;
+    /// see [`crate::config`]).
+    #[serde(skip)]
     pub max_envelope_len: usize,
     /// Outputs (transmits plus events) the core queues before it drops new ones, counted in
     /// `transmits_dropped` / `events_dropped`. The caller drains both queues after every input,
@@ -123,8 +134,7 @@ impl DisseminationConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         config::at_least("fanout", self.fanout, 1)?;
         config::positive("ack_timeout", self.ack_timeout)?;
-        config::at_least("acks_needed", self.acks_needed, 1)?;
-        config::at_most("acks_needed", self.acks_needed, self.fanout)?;
+        config::in_range("acks_needed", self.acks_needed, 1, self.fanout)?;
         config::at_least("pull_sync_peers", self.pull_sync_peers, 1)?;
         config::positive("cache_ttl", self.cache_ttl)?;
         config::at_least(
@@ -136,14 +146,10 @@ impl DisseminationConfig {
         config::positive("anti_entropy_interval", self.anti_entropy_interval)?;
         config::at_least("pending_pull_capacity", self.pending_pull_capacity, 1)?;
         config::positive("pull_retry", self.pull_retry)?;
-        config::at_least(
+        config::in_range(
             "max_envelope_len",
             self.max_envelope_len,
             wire_bound::GOSSIP_OVERHEAD + 1,
-        )?;
-        config::at_most(
-            "max_envelope_len",
-            self.max_envelope_len,
             MAX_UDP_PAYLOAD - DATAGRAM_OVERHEAD,
         )?;
         config::at_least(
@@ -213,14 +219,14 @@ mod tests {
                     acks_needed: 0,
                     ..ok.clone()
                 },
-                "acks_needed is 0 but must be at least 1",
+                "acks_needed is 0 but must be in 1..=3",
             ),
             (
                 DisseminationConfig {
                     acks_needed: 4,
                     ..ok.clone()
                 },
-                "acks_needed is 4 but must be at most 3",
+                "acks_needed is 4 but must be in 1..=3",
             ),
             (
                 DisseminationConfig {
@@ -283,14 +289,14 @@ mod tests {
                     max_envelope_len: 87,
                     ..ok.clone()
                 },
-                "max_envelope_len is 87 but must be at least 88",
+                "max_envelope_len is 87 but must be in 88..=65471",
             ),
             (
                 DisseminationConfig {
                     max_envelope_len: 65_472,
                     ..ok.clone()
                 },
-                "max_envelope_len is 65472 but must be at most 65471",
+                "max_envelope_len is 65472 but must be in 88..=65471",
             ),
             (
                 DisseminationConfig {

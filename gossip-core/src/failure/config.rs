@@ -21,7 +21,8 @@ pub const MAX_WINDOW: usize = 10_000;
 /// at the latest one [`check_interval`](Self::check_interval) later:
 /// [`detection_bound`](Self::detection_bound)`(1 s)` ≈ 18.52 s. The [type
 /// doc](super::FailureDetector) derives these numbers.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FailureConfig {
     /// The phi above which a live peer is declared dead (convicted). Default 8.0 (gossipmonger
     /// `DEAD_PEER_PHI`, Cassandra `phi_convict_threshold`). Bound: finite and > 0.
@@ -40,6 +41,7 @@ pub struct FailureConfig {
     ///
     /// A peer heard once and then silent is declared dead after
     /// `phi_threshold · ln 10 · max(first_interval, min_mean)` = 13.82 s with the defaults.
+    #[serde(with = "crate::config::duration_ms")]
     pub first_interval: Duration,
     /// Floor under the window mean used in phi: phi = t / (max(mean, min_mean) · ln 10).
     /// Default 500 ms, half the 1 s gossip interval (gossipmonger `GOSSIP_INTERVAL`). Bound:
@@ -53,6 +55,7 @@ pub struct FailureConfig {
     /// a second of quiet. With it, no peer is ever convicted before
     /// [`min_detection_time`](Self::min_detection_time) = 8 · ln 10 · 0.5 s ≈ 9.21 s of silence:
     /// about nine consecutive missed gossip rounds.
+    #[serde(with = "crate::config::duration_ms")]
     pub min_mean: Duration,
     /// Longest inter-arrival kept as a sample; a longer one is dropped (counted in
     /// `samples_over_max_interval`) and only moves the last-arrival time. Default 10 s
@@ -62,6 +65,7 @@ pub struct FailureConfig {
     /// its rhythm; learning it would lengthen detection for the next `window` samples.
     /// Cassandra drops samples above 2 s for the same reason; our heartbeats arrive relayed
     /// over a few gossip rounds, with more jitter, hence the looser bound.
+    #[serde(with = "crate::config::duration_ms")]
     pub max_interval: Duration,
     /// The pause guard: a gap longer than this between two consecutive inputs
     /// ([`handle_timeout`](super::FailureDetector::handle_timeout) or
@@ -76,6 +80,7 @@ pub struct FailureConfig {
     ///
     /// Unlike Akka's `acceptable-heartbeat-pause` (a pause of the *remote* peer added to its
     /// mean), this is about the *local* process.
+    #[serde(with = "crate::config::duration_ms")]
     pub acceptable_pause: Duration,
     /// How often the shell calls [`handle_timeout`](super::FailureDetector::handle_timeout)
     /// while any peer is live ([`poll_timeout`](super::FailureDetector::poll_timeout) asks for
@@ -84,6 +89,7 @@ pub struct FailureConfig {
     /// A dead peer is convicted at the first check after its phi crosses the threshold, so this
     /// adds at most one `check_interval` to the detection time; regular checks are also what
     /// lets the pause guard tell a local stall from quiet.
+    #[serde(with = "crate::config::duration_ms")]
     pub check_interval: Duration,
     /// Peers tracked at most. Default 4,096 (the static discovery table's capacity). Bound:
     /// ≥ 1. A heartbeat from a new node when full evicts the longest-dead peer (counted in
@@ -95,6 +101,7 @@ pub struct FailureConfig {
     /// 1 h: long enough for a restart, a reboot or a short partition to come back as
     /// `PeerLive` (chitchat keeps dead nodes 24 h for its state tombstones; this detector keeps
     /// no state beyond the window). Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub dead_forget_after: Duration,
     /// Events queued before new ones are dropped (counted in `events_dropped`). The caller
     /// drains after every input, and one input emits at most `max_peers` events, so this is only
@@ -126,8 +133,7 @@ impl FailureConfig {
     /// The first [`ConfigError`] found, naming the field and the bound.
     pub fn validate(&self) -> Result<(), ConfigError> {
         config::positive_finite("phi_threshold", self.phi_threshold)?;
-        config::at_least("window", self.window, 1)?;
-        config::at_most("window", self.window, MAX_WINDOW)?;
+        config::in_range("window", self.window, 1, MAX_WINDOW)?;
         config::positive("first_interval", self.first_interval)?;
         config::positive("min_mean", self.min_mean)?;
         config::duration_at_least(
@@ -243,14 +249,14 @@ mod tests {
                     window: 0,
                     ..ok.clone()
                 },
-                "window is 0 but must be at least 1",
+                "window is 0 but must be in 1..=10000",
             ),
             (
                 FailureConfig {
                     window: MAX_WINDOW + 1,
                     ..ok.clone()
                 },
-                "window is 10001 but must be at most 10000",
+                "window is 10001 but must be in 1..=10000",
             ),
             (
                 FailureConfig {

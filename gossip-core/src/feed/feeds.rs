@@ -59,10 +59,13 @@ impl FeedsConfig {
     ///
     /// [`ConfigError`] naming the first field out of bounds.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        config::at_least("max_content_len", self.max_content_len, 1)?;
-        config::at_most("max_content_len", self.max_content_len, MAX_CONTENT_LIMIT)?;
-        config::at_least("max_feeds", self.max_feeds, 1)?;
-        config::at_most("max_feeds", self.max_feeds, MAX_FEEDS_LIMIT)?;
+        config::in_range(
+            "max_content_len",
+            self.max_content_len,
+            1,
+            MAX_CONTENT_LIMIT,
+        )?;
+        config::in_range("max_feeds", self.max_feeds, 1, MAX_FEEDS_LIMIT)?;
         config::at_least("event_queue_capacity", self.event_queue_capacity, 1)?;
         Ok(())
     }

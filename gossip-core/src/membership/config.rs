@@ -13,7 +13,8 @@ use super::wire_bound;
 /// shuffle length from the CYCLON paper (Voulgaris, Gavidia, van Steen, 2005), the period from
 /// gossipmonger, the rest ours and justified in place. [`validate`](Self::validate) is the one
 /// place the bounds are checked; [`super::Cyclon::new`] calls it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CyclonConfig {
     /// `c`: the most entries the partial view (the paper's "cache") holds. Default 20, the
     /// paper's usual setting (`DESIGN.md` section 6). Bound: ≥ `shuffle_length`.
@@ -31,6 +32,7 @@ pub struct CyclonConfig {
     /// one shuffle starts. Default 1,000 ms (gossipmonger `GOSSIP_INTERVAL`, the framework's
     /// gossip interval). Bound: > 0. Each node starts at a random phase in the first interval,
     /// so nodes do not shuffle in lock-step.
+    #[serde(with = "crate::config::duration_ms")]
     pub shuffle_interval: Duration,
     /// How long the initiator waits for the partner's reply before the shuffle counts as
     /// unanswered (the partner stays out of the view, and a late reply is ignored).
@@ -40,6 +42,7 @@ pub struct CyclonConfig {
     /// (`AckTimeout`), plus margin for a wide-area round trip (typically under 300 ms);
     /// and at half the period an unanswered shuffle is settled before the next one starts,
     /// so with the defaults at most one shuffle is outstanding. Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub shuffle_timeout: Duration,
     /// Shuffles this node started and still waits on. A shuffle that would exceed it is not
     /// started (counted in `shuffles_skipped`; the view still ages).
@@ -62,6 +65,7 @@ pub struct CyclonConfig {
     /// view 22 to 32 periods later (22 runs, with or without a failure detector), so 60
     /// periods after a node is declared dead no copy of its entry is left to refuse.
     /// Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub dead_retention: Duration,
     /// The most nodes remembered as dead; at the bound the earliest declared is forgotten
     /// (counted in `dead_evictions`). Default 1,024 (about 100 KiB with the ordering index).
@@ -73,6 +77,10 @@ pub struct CyclonConfig {
     /// [`DisseminationConfig`](crate::dissemination::DisseminationConfig) (a 1,400-byte
     /// datagram minus 36). Bound: at most 65,507 − 36, and a shuffle of `shuffle_length`
     /// entries must fit.
+    ///
+    /// Not part of the serialized form (a node derives it from its datagram size and cipher;
+    /// see [`crate::config`]).
+    #[serde(skip)]
     pub max_envelope_len: usize,
     /// Outputs (transmits plus events) queued before new ones are dropped and counted
     /// (`transmits_dropped`, `events_dropped`). A caller that drains after every input never

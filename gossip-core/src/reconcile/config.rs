@@ -16,7 +16,8 @@ pub const MIN_ENVELOPE_LEN: usize =
     ENVELOPE_OVERHEAD + Digest::FIXED_LEN + 3 * DigestEntry::MAX_LEN;
 
 /// In which order deltas are fitted into a datagram (the paper's section 3.2).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DeltaOrder {
     /// Scuttle-depth: owners the peer does not know at all first, then the owner with the most
     /// entries the peer lacks, each owner's entries in ascending version order; ties in random
@@ -34,11 +35,13 @@ pub enum DeltaOrder {
 /// Every field is public; [`Default`] gives the values in each field's doc.
 /// [`validate`](Self::validate) is the one place the bounds are checked;
 /// [`super::Reconcile::new`] calls it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReconcileConfig {
     /// Period of the gossip round: heartbeat increment, one exchange with a random live peer,
     /// maybe one with a dead peer or a seed, tombstone and dead-node collection. Default
     /// 1,000 ms (gossipmonger `GOSSIP_INTERVAL`). Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub gossip_interval: Duration,
     /// Below this many live peers, each round also gossips with a random seed. Default 1
     /// (gossipmonger `MINIMUM_LIVE_PEERS`).
@@ -47,6 +50,10 @@ pub struct ReconcileConfig {
     /// datagram minus 36 bytes of label, nonce and tag. Bound: `MIN_ENVELOPE_LEN ..= 65,471`,
     /// and large enough for one entry of the largest key and value (see
     /// [`max_value_len`](Self::max_value_len)).
+    ///
+    /// Not part of the serialized form (a node derives it from its datagram size and cipher;
+    /// see [`crate::config`]).
+    #[serde(skip)]
     pub max_envelope_len: usize,
     /// Nodes whose state is kept, the local node included. A node learned beyond it is refused
     /// and counted (`nodes_refused`). Default 10,000 (a digest of them is paged over about 500
@@ -68,11 +75,13 @@ pub struct ReconcileConfig {
     /// Default 1 h. Bound: > 0. A peer whose state of the owner is older than a collected
     /// tombstone gets a reset instead of deltas, so a short grace costs resets, never
     /// resurrected keys.
+    #[serde(with = "crate::config::duration_ms")]
     pub tombstone_grace: Duration,
     /// How long the state of a node reported dead is kept after its heartbeat last advanced;
     /// then it is forgotten, and remembered for as long again so copies still gossiped by
     /// others do not bring it back (a newer heartbeat or generation does). Default 1 h.
     /// Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub dead_node_grace: Duration,
     /// Order of deltas in a datagram. Default [`DeltaOrder::Depth`] (scuttle-depth).
     pub delta_order: DeltaOrder,
@@ -89,6 +98,7 @@ pub struct ReconcileConfig {
     pub reply_digest_share: usize,
     /// How long an initiator waits for the reply to its digest before it gives up on the
     /// exchange (for rate assignment and rumour feedback). Default 1,000 ms. Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub exchange_timeout: Duration,
     /// Exchanges awaiting a reply; the oldest is given up beyond it. Default 16. Bound: ≥ 1.
     pub max_outstanding_exchanges: usize,
@@ -131,16 +141,15 @@ impl ReconcileConfig {
     /// The first [`ConfigError`] found, naming the field and the bound.
     pub fn validate(&self) -> Result<(), ConfigError> {
         config::positive("gossip_interval", self.gossip_interval)?;
-        config::at_least("max_envelope_len", self.max_envelope_len, MIN_ENVELOPE_LEN)?;
-        config::at_most(
+        config::in_range(
             "max_envelope_len",
             self.max_envelope_len,
+            MIN_ENVELOPE_LEN,
             MAX_UDP_PAYLOAD - DATAGRAM_OVERHEAD,
         )?;
         config::at_least("max_nodes", self.max_nodes, 1)?;
         config::at_least("max_keys_per_owner", self.max_keys_per_owner, 1)?;
-        config::at_least("max_key_len", self.max_key_len, 1)?;
-        config::at_most("max_key_len", self.max_key_len, self.max_message_len())?;
+        config::in_range("max_key_len", self.max_key_len, 1, self.max_message_len())?;
         config::at_most(
             "max_value_len",
             self.max_value_len,
@@ -150,8 +159,7 @@ impl ReconcileConfig {
         config::positive("dead_node_grace", self.dead_node_grace)?;
         config::at_most("rumor_share", self.rumor_share, 90)?;
         config::at_least("rumor_counter", self.rumor_counter as usize, 1)?;
-        config::at_least("reply_digest_share", self.reply_digest_share, 1)?;
-        config::at_most("reply_digest_share", self.reply_digest_share, 90)?;
+        config::in_range("reply_digest_share", self.reply_digest_share, 1, 90)?;
         config::positive("exchange_timeout", self.exchange_timeout)?;
         config::at_least(
             "max_outstanding_exchanges",
@@ -231,14 +239,14 @@ mod tests {
                     max_envelope_len: 188,
                     ..ok.clone()
                 },
-                "max_envelope_len is 188 but must be at least 189",
+                "max_envelope_len is 188 but must be in 189..=65471",
             ),
             (
                 ReconcileConfig {
                     max_envelope_len: 65_472,
                     ..ok.clone()
                 },
-                "max_envelope_len is 65472 but must be at most 65471",
+                "max_envelope_len is 65472 but must be in 189..=65471",
             ),
             (
                 ReconcileConfig {
@@ -259,7 +267,7 @@ mod tests {
                     max_key_len: 0,
                     ..ok.clone()
                 },
-                "max_key_len is 0 but must be at least 1",
+                "max_key_len is 0 but must be in 1..=1331",
             ),
             (
                 ReconcileConfig {
@@ -308,7 +316,7 @@ mod tests {
                     reply_digest_share: 0,
                     ..ok.clone()
                 },
-                "reply_digest_share is 0 but must be at least 1",
+                "reply_digest_share is 0 but must be in 1..=90",
             ),
             (
                 ReconcileConfig {

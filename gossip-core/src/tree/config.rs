@@ -13,7 +13,8 @@ use crate::feed::{DEFAULT_MAX_CONTENT_LEN, DEFAULT_MAX_FEEDS, MAX_CONTENT_LIMIT,
 /// Every field is public; [`Default`] gives the values in each field's doc.
 /// [`validate`](Self::validate) is the one place the bounds are checked;
 /// [`super::Tree::new`] calls it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TreeConfig {
     /// Period of the note round (each spaced 0.9–1.1 × this at random, so that nodes do not
     /// fall into step): every round each peer is sent the notes of the
@@ -21,12 +22,14 @@ pub struct TreeConfig {
     /// retransmissions of notes that are still unsettled and at least this old. Also the
     /// wait before a stalled eager source is asked again. Default 1,000 ms (gossipmonger's
     /// `GOSSIP_INTERVAL`). Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub notes_interval: Duration,
     /// How long the eager source of a feed may make no progress while another peer announces
     /// a newer sequence before it is replaced by the next peer in rotation. Default 3,000 ms
     /// (ssb-ebt `timeout`). Bound: ≥ `notes_interval` (a stalled source is first asked
     /// again, then replaced). Checked at each note round, so a switch happens between
     /// `source_timeout` and `source_timeout + 1.1 × notes_interval` after the wait began.
+    #[serde(with = "crate::config::duration_ms")]
     pub source_timeout: Duration,
     /// Largest encoded envelope, in bytes, as in
     /// [`DisseminationConfig::max_envelope_len`](crate::dissemination::DisseminationConfig::max_envelope_len):
@@ -34,6 +37,10 @@ pub struct TreeConfig {
     /// an `encoded_len_bound` of at most `max_envelope_len − 33`. Default 1,364 (a 1,400-byte
     /// datagram, memberlist). Bound: `..= 65,507 − 36`, and large enough that a batch of
     /// one message with `max_content_len` bytes of content fits.
+    ///
+    /// Not part of the serialized form (a node derives it from its datagram size and cipher;
+    /// see [`crate::config`]).
+    #[serde(skip)]
     pub max_envelope_len: usize,
     /// Largest content of a feed message, in bytes: larger ones are refused by
     /// [`publish`](super::Tree::publish) and rejected when received. Default 1,024
@@ -65,6 +72,7 @@ pub struct TreeConfig {
     pub max_pending_fetches: usize,
     /// A fetch or fork check not answered within this is forgotten, and may be asked again.
     /// Default 5 s. Bound: > 0.
+    #[serde(with = "crate::config::duration_ms")]
     pub fetch_timeout: Duration,
     /// Recently appended messages kept to push without a store read (to eager peers that are
     /// a little behind, and to a peer that grafts just after a new message). Default 512
@@ -141,14 +149,13 @@ impl TreeConfig {
                 });
             }
         };
-        config::at_least("max_content_len", self.max_content_len, 1)?;
-        config::at_most(
+        config::in_range(
             "max_content_len",
             self.max_content_len,
+            1,
             fit.min(MAX_CONTENT_LIMIT),
         )?;
-        config::at_least("max_feeds", self.max_feeds, 1)?;
-        config::at_most("max_feeds", self.max_feeds, MAX_FEEDS_LIMIT)?;
+        config::in_range("max_feeds", self.max_feeds, 1, MAX_FEEDS_LIMIT)?;
         config::at_least("max_peers", self.max_peers, 1)?;
         config::at_least(
             "peer_budget_bytes",
@@ -221,21 +228,21 @@ mod tests {
                     max_envelope_len: 1_000,
                     ..ok.clone()
                 },
-                "max_content_len is 1024 but must be at most 814",
+                "max_content_len is 1024 but must be in 1..=814",
             ),
             (
                 TreeConfig {
                     max_content_len: 0,
                     ..ok.clone()
                 },
-                "max_content_len is 0 but must be at least 1",
+                "max_content_len is 0 but must be in 1..=1178",
             ),
             (
                 TreeConfig {
                     max_feeds: 0,
                     ..ok.clone()
                 },
-                "max_feeds is 0 but must be at least 1",
+                "max_feeds is 0 but must be in 1..=1000000",
             ),
             (
                 TreeConfig {

@@ -103,9 +103,10 @@ fn new_rejects_an_invalid_config() {
     let err = Dissemination::new(node(1), config, StdRng::seed_from_u64(1), t0).unwrap_err();
     assert_eq!(
         err,
-        ConfigError::TooLarge {
+        ConfigError::OutOfRange {
             field: "acks_needed",
             value: 4,
+            min: 1,
             max: 3
         }
     );

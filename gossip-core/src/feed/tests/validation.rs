@@ -731,10 +731,11 @@ fn config_bounds() {
                 max_content_len: 0,
                 ..FeedsConfig::default()
             },
-            ConfigError::TooSmall {
+            ConfigError::OutOfRange {
                 field: "max_content_len",
                 value: 0,
                 min: 1,
+                max: MAX_CONTENT_LIMIT,
             },
         ),
         (
@@ -742,9 +743,10 @@ fn config_bounds() {
                 max_content_len: MAX_CONTENT_LIMIT + 1,
                 ..FeedsConfig::default()
             },
-            ConfigError::TooLarge {
+            ConfigError::OutOfRange {
                 field: "max_content_len",
                 value: MAX_CONTENT_LIMIT + 1,
+                min: 1,
                 max: MAX_CONTENT_LIMIT,
             },
         ),
@@ -753,10 +755,11 @@ fn config_bounds() {
                 max_feeds: 0,
                 ..FeedsConfig::default()
             },
-            ConfigError::TooSmall {
+            ConfigError::OutOfRange {
                 field: "max_feeds",
                 value: 0,
                 min: 1,
+                max: MAX_FEEDS_LIMIT,
             },
         ),
         (
@@ -764,9 +767,10 @@ fn config_bounds() {
                 max_feeds: MAX_FEEDS_LIMIT + 1,
                 ..FeedsConfig::default()
             },
-            ConfigError::TooLarge {
+            ConfigError::OutOfRange {
                 field: "max_feeds",
                 value: MAX_FEEDS_LIMIT + 1,
+                min: 1,
                 max: MAX_FEEDS_LIMIT,
             },
         ),
