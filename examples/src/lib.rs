@@ -4,11 +4,13 @@
 //!   on a redb file and an identity file so that it survives a restart;
 //! - [`cluster`]: a local multi-process cluster that measures delivery and latency
 //!   (`cluster`), whose children run [`node::run_node`] by re-executing the `cluster` binary;
+//! - [`cluster_web`]: `cluster --web ADDR`, one live web view merging every child's snapshot;
 //! - [`chat`]: node processes that each post to their own feed and follow every other one,
 //!   with one node killed (SIGKILL) and restarted on its files (`chat`);
 //! - [`shared_store`]: a store shared between a node and the program that runs it.
 
 pub mod chat;
 pub mod cluster;
+pub mod cluster_web;
 pub mod node;
 pub mod shared_store;
