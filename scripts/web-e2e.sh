@@ -40,8 +40,9 @@ pids=()
 
 cleanup() {
     local status=$?
-    # Each process was started in a session of its own: signal its whole group (the cluster's
-    # children, chromedriver's browser), politely first.
+    set +m # no job notices while stopping them
+    # Each process leads a process group of its own (job control, `set -m`): signal the whole
+    # group (the cluster's children, chromedriver's browser), politely first.
     for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
     for _ in $(seq 1 50); do
         local alive=0
@@ -64,15 +65,17 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Job control: each background process below leads its own process group (pgid = its pid).
+set -m
 web_port="$(free_port)"
-setsid "$cluster_bin" --nodes "$nodes" --messages 50 --keys 2 --no-kill \
+"$cluster_bin" --nodes "$nodes" --messages 50 --keys 2 --no-kill \
     --web "127.0.0.1:$web_port" --web-linger-secs 600 \
     >"$work/cluster.out" 2>"$work/cluster.err" </dev/null &
 pids+=("$!")
 echo "web-e2e: cluster of $nodes nodes, web view at http://127.0.0.1:$web_port/"
 
 driver_port="$(free_port)"
-setsid chromedriver --port="$driver_port" --allowed-ips=127.0.0.1 \
+chromedriver --port="$driver_port" --allowed-ips=127.0.0.1 \
     >"$work/chromedriver.log" 2>&1 </dev/null &
 pids+=("$!")
 

@@ -110,8 +110,9 @@ function drawGraph(nodes) {
       "data-view-size": (n.view || []).length,
     });
     const isAuthor = chosenFeed && chosenFeed === n.node_id;
-    g.appendChild(el("circle", { cx: p.x, cy: p.y, r: isAuthor ? 24 : 18 }));
-    g.appendChild(el("text", { x: p.x, y: p.y + 36 }, short(n.node_id)));
+    const radius = isAuthor ? 24 : 18;
+    g.appendChild(el("circle", { cx: p.x, cy: p.y, r: radius }));
+    g.appendChild(el("text", { x: p.x, y: p.y + radius + 16 }, short(n.node_id)));
     g.appendChild(el("title", {}, `${n.node_id}\nudp ${n.addr}\nview ${(n.view || []).length}`));
     verts.appendChild(g);
   }
