@@ -8,8 +8,8 @@ Passes when, within --wait seconds, the page shows:
   - exactly the cluster's nodes (--nodes of them): the <svg id="graph"> data-node-ids and the
     <g id="node-ID"> elements equal the node ids in /snapshot;
   - exactly the cluster's partial-view edges: the <line id="edge-FROM-TO"> elements equal the
-    (node, peer) pairs of every node's view in /snapshot (both ends drawn), data-edge-count
-    agrees, and there are nodes x (nodes - 1) of them (the cluster's full membership);
+    (node, peer) pairs of every node's view in /snapshot, data-edge-count agrees, and there
+    are nodes x (nodes - 1) of them (the cluster's full membership), no peer outside it;
   - the selected feed's eager links (source -> node) equal those in /snapshot, one for every
     node but the author (the feed's tree reached everyone);
   - a live server-sent-events connection (status "live"), and no request to another origin.
@@ -43,6 +43,7 @@ return {
   ready: document.body.dataset.ready,
   status: document.getElementById('status').textContent,
   nodeCount: svg.dataset.nodeCount,
+  remoteCount: svg.dataset.remoteCount,
   edgeCount: svg.dataset.edgeCount,
   eagerCount: svg.dataset.eagerCount,
   nodeIds: svg.dataset.nodeIds,
@@ -72,12 +73,12 @@ def expected_view(cluster, feed):
         f"edge-{n['node_id']}-{v['node']}"
         for n in nodes
         for v in n["view"]
-        if v.get("node") in ids and v["node"] != n["node_id"]
+        if v.get("node") and v["node"] != n["node_id"]
     }
     eager = set()
     for n in nodes:
         for f in n["feeds"]:
-            if f["feed"] == feed and f.get("source") in ids:
+            if f["feed"] == feed and f.get("source"):
                 eager.add(f"eager-{f['source']}-{n['node_id']}")
     return sorted(ids), edges, eager
 
@@ -92,7 +93,7 @@ def compare(page, cluster, want_nodes, origin):
         return f"no live event stream (status {page['status']!r})"
     if page["nodeIds"].split(",") != ids or page["nodeCount"] != str(len(ids)):
         return f"page nodes {page['nodeIds']} ({page['nodeCount']}) != cluster nodes {ids}"
-    if sorted(page["nodes"]) != sorted(f"node-{i}" for i in ids):
+    if sorted(page["nodes"]) != sorted(f"node-{i}" for i in ids) or page["remoteCount"] != "0":
         return f"node elements {page['nodes']} != cluster nodes {ids}"
     if len(edges) != want_nodes * (want_nodes - 1):
         return f"the cluster's views hold {len(edges)} edges, expected full membership"

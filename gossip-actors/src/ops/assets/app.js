@@ -1,11 +1,13 @@
 // The live view of a gossip node or local cluster. Plain JS, no external requests: the
 // snapshot comes from /snapshot at load, then from server-sent events on /events.
 //
-// What is drawn is exposed for tests: the <svg id="graph"> carries data-node-count,
-// data-edge-count (directed partial-view edges between drawn nodes), data-node-ids (sorted,
-// comma-separated), data-eager-count and data-lazy-count (links of the selected feed); each
-// node is a <g id="node-ID"> and each edge a <line id="edge-FROM-TO"> (full hex ids);
-// <body data-ready="true"> once a snapshot with at least one node has been drawn.
+// What is drawn is exposed for tests: the <svg id="graph"> carries data-node-count (nodes
+// that report a snapshot), data-remote-count (peers drawn only because a view or a feed
+// names them), data-edge-count (directed partial-view edges), data-node-ids (reporting
+// nodes, sorted, comma-separated), data-eager-count and data-lazy-count (links of the
+// selected feed); each node is a <g id="node-ID"> (class "remote" for the others), each
+// edge a <line id="edge-FROM-TO">, each eager link a <line id="eager-SOURCE-NODE"> (full
+// hex ids); <body data-ready="true"> once a snapshot with at least one node is drawn.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -48,11 +50,23 @@ function deadSet(nodes) {
   return dead;
 }
 
+// Peers that appear in a view or as a feed source without reporting a snapshot of their own
+// (a single node's page shows its peers this way) are drawn as "remote" nodes.
+function remotePeers(nodes, drawn) {
+  const remote = new Set();
+  for (const n of nodes) {
+    for (const v of n.view || []) if (v.node && !drawn.has(v.node)) remote.add(v.node);
+    for (const f of n.feeds || []) if (f.source && !drawn.has(f.source)) remote.add(f.source);
+  }
+  return [...remote].sort();
+}
+
 function drawGraph(nodes) {
   const svg = document.getElementById("graph");
   const ids = nodes.map((n) => n.node_id).sort();
-  const drawn = new Set(ids);
-  const pos = layout(ids);
+  const reporting = new Set(ids);
+  const remote = remotePeers(nodes, reporting);
+  const pos = layout([...ids, ...remote]);
   const dead = deadSet(nodes);
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const edges = el("g", { id: "edges" });
@@ -63,7 +77,7 @@ function drawGraph(nodes) {
   let edgeCount = 0;
   for (const n of nodes) {
     for (const v of n.view || []) {
-      if (!v.node || !drawn.has(v.node) || v.node === n.node_id) continue;
+      if (!v.node || v.node === n.node_id) continue;
       const a = pos.get(n.node_id), b = pos.get(v.node);
       edges.appendChild(el("line", {
         id: `edge-${n.node_id}-${v.node}`, class: "edge membership",
@@ -79,7 +93,7 @@ function drawGraph(nodes) {
     for (const n of nodes) {
       const f = (n.feeds || []).find((x) => x.feed === chosenFeed);
       if (!f) continue;
-      if (f.source && drawn.has(f.source)) {
+      if (f.source) {
         const a = pos.get(f.source), b = pos.get(n.node_id);
         const mx = a.x + (b.x - a.x) * 0.82, my = a.y + (b.y - a.y) * 0.82;
         tree.appendChild(el("line", {
@@ -90,7 +104,7 @@ function drawGraph(nodes) {
         eager++;
       }
       for (const p of f.lazy || []) {
-        if (!drawn.has(p)) continue;
+        if (!pos.has(p)) continue;
         const key = [n.node_id, p].sort().join("-");
         if (lazySeen.has(key)) continue;
         lazySeen.add(key);
@@ -103,27 +117,35 @@ function drawGraph(nodes) {
     }
   }
 
-  for (const n of nodes) {
-    const p = pos.get(n.node_id);
+  const byId = new Map(nodes.map((n) => [n.node_id, n]));
+  for (const id of [...ids, ...remote]) {
+    const p = pos.get(id);
+    const n = byId.get(id);
+    const state = dead.has(id) ? "dead" : "live";
     const g = el("g", {
-      id: `node-${n.node_id}`, class: `node ${dead.has(n.node_id) ? "dead" : "live"}`,
-      "data-view-size": (n.view || []).length,
+      id: `node-${id}`,
+      class: n ? `node ${state}` : `node remote ${state}`,
+      "data-view-size": n ? (n.view || []).length : "",
     });
-    const isAuthor = chosenFeed && chosenFeed === n.node_id;
-    const radius = isAuthor ? 24 : 18;
+    const radius = chosenFeed && chosenFeed === id ? 24 : n ? 18 : 12;
     g.appendChild(el("circle", { cx: p.x, cy: p.y, r: radius }));
-    g.appendChild(el("text", { x: p.x, y: p.y + radius + 16 }, short(n.node_id)));
-    g.appendChild(el("title", {}, `${n.node_id}\nudp ${n.addr}\nview ${(n.view || []).length}`));
+    g.appendChild(el("text", { x: p.x, y: p.y + radius + 16 }, short(id)));
+    const title = n
+      ? `${id}\nudp ${n.addr}\nview ${(n.view || []).length}`
+      : `${id}\n(a peer; reports no snapshot here)`;
+    g.appendChild(el("title", {}, title));
     verts.appendChild(g);
   }
 
   svg.setAttribute("data-node-count", String(ids.length));
+  svg.setAttribute("data-remote-count", String(remote.length));
   svg.setAttribute("data-edge-count", String(edgeCount));
   svg.setAttribute("data-node-ids", ids.join(","));
   svg.setAttribute("data-eager-count", String(eager));
   svg.setAttribute("data-lazy-count", String(lazy));
   document.getElementById("summary").textContent =
-    `${ids.length} nodes, ${edgeCount} view edges` +
+    `${ids.length} nodes` + (remote.length ? ` (+${remote.length} peers)` : "") +
+    `, ${edgeCount} view edges` +
     (chosenFeed ? `, feed ${short(chosenFeed)}: ${eager} eager, ${lazy} lazy` : "");
 }
 
@@ -172,15 +194,20 @@ function fillTables(nodes) {
   const phiBody = document.querySelector("#phi-table tbody");
   phiHead.innerHTML = "";
   phiBody.innerHTML = "";
+  // Columns: the reporting nodes, then any other peer a failure detector tracks.
+  const columns = [...ids];
+  const extra = new Set();
+  for (const n of nodes) for (const p of n.peers || []) if (!byId.has(p.node)) extra.add(p.node);
+  columns.push(...[...extra].sort());
   const hr = document.createElement("tr");
   cell(hr, "");
-  for (const id of ids) cell(hr, short(id));
+  for (const id of columns) cell(hr, short(id));
   phiHead.appendChild(hr);
   for (const id of ids) {
     const row = document.createElement("tr");
     cell(row, short(id));
     const peers = new Map((byId.get(id).peers || []).map((p) => [p.node, p]));
-    for (const other of ids) {
+    for (const other of columns) {
       const p = peers.get(other);
       if (!p) { cell(row, other === id ? "·" : "–", "phi"); continue; }
       const phi = p.phi === null || p.phi === undefined ? "…" : p.phi.toFixed(2);
