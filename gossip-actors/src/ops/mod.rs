@@ -38,7 +38,7 @@
 //! |---|---|---|---|
 //! | `gossip_datagrams_total` | counter | `direction` (sent, received), `packet_type` | datagrams handed to the kernel / authenticated on receipt |
 //! | `gossip_bytes_total` | counter | `direction`, `packet_type` | bytes of those datagrams (label, body and tag) |
-//! | `gossip_drops_total` | counter | `reason` | datagrams dropped: the codec's reasons (`auth_failed`, `truncated`, ...) and the transport's (`send_would_block`, `mailbox_full`, ...) |
+//! | `gossip_drops_total` | counter | `reason` | datagrams dropped: the codec's reasons (`unauthenticated`, `truncated`, `cipher_mismatch`, ...) and the transport's (`send_would_block`, `mailbox_full`, ...) |
 //! | `gossip_deliveries_total` | counter | `protocol` (broadcast, feed) | broadcasts delivered (own included) / feed messages appended (own included) |
 //! | `gossip_duplicates_total` | counter | `protocol` | payload copies received for something already delivered |
 //! | `gossip_rmr` | gauge | `protocol` | running relative message redundancy at this node: duplicates / remote deliveries (the cluster-wide RMR, copies / (n − 1) − 1, is the same ratio summed over the nodes) |
