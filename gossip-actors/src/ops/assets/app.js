@@ -129,7 +129,7 @@ function drawGraph(nodes) {
     });
     const radius = chosenFeed && chosenFeed === id ? 24 : n ? 18 : 12;
     g.appendChild(el("circle", { cx: p.x, cy: p.y, r: radius }));
-    g.appendChild(el("text", { x: p.x, y: p.y + radius + 16 }, short(id)));
+    g.appendChild(el("text", { x: p.x, y: p.y + radius + 18 }, short(id)));
     const title = n
       ? `${id}\nudp ${n.addr}\nview ${(n.view || []).length}`
       : `${id}\n(a peer; reports no snapshot here)`;
@@ -227,8 +227,10 @@ function fillTables(nodes) {
       cell(row, f.latest);
       cell(row, f.lag);
       cell(row, short(f.source));
-      cell(row, (f.eager || []).map(short).join(" "));
-      cell(row, (f.lazy || []).map(short).join(" "));
+      for (const list of [f.eager || [], f.lazy || []]) {
+        const text = list.map(short).join(" ");
+        cell(row, text, "list").title = text;
+      }
       feedBody.appendChild(row);
     }
   }
