@@ -32,6 +32,8 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # Containers often have a small /dev/shm; a crash there would look like a page failure.
+    "--disable-dev-shm-usage",
     "--window-size=1400,1000",
 ]
 
