@@ -59,6 +59,7 @@ use tokio::time::{sleep, sleep_until, timeout};
 
 use gossip_actors::core::failure::FailureConfig;
 
+use crate::cluster_web::{CHILD_SNAPSHOT_MS, Snapshots};
 use crate::node::{NodeArgs, parse_probability, unix_micros};
 
 /// How long a child may take to print its `ready` line.
@@ -88,6 +89,8 @@ pub const DETECTION_MARGIN: Duration = Duration::from_secs(5);
 pub const FALSE_DEAD_GRACE: Duration = Duration::from_secs(2);
 /// Most keys each node sets (`--keys`).
 pub const MAX_KEYS: u32 = 64;
+/// With `--web`, time between two rounds of traffic while the cluster lingers after the run.
+pub const LINGER_PACING: Duration = Duration::from_secs(1);
 /// How long one write to a child's stdin may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Events buffered between the children's reader tasks and the main loop.
@@ -169,6 +172,16 @@ pub struct ClusterArgs {
     /// Cluster name (the salt of the key derivation).
     #[arg(long, default_value = "gossip")]
     pub cluster: String,
+    /// Serve one live web view of the whole cluster on this HTTP address (for example
+    /// 127.0.0.1:8080): membership graph, feed trees, phi per peer, recent deliveries. Every
+    /// node also follows every other node's feed, and each serves its own `/metrics`. After
+    /// the run the survivors keep running with light traffic for `--web-linger-secs`.
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<SocketAddr>,
+    /// With `--web`: seconds to keep the cluster and the page up after the run (one broadcast
+    /// and one feed post per second meanwhile); SIGINT or SIGTERM ends it earlier.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub web_linger_secs: u64,
 }
 
 /// Entry point of the `cluster` binary after argument parsing.
@@ -298,6 +311,8 @@ struct ChildNode {
     child: Child,
     stdin: Option<ChildStdin>,
     addr: Option<SocketAddr>,
+    /// Its node id (and feed id), from its `ready` line.
+    node_id: Option<String>,
     exited: bool,
     /// Killed on purpose (the failure detection phase): its end is no error.
     killed: bool,
@@ -830,7 +845,18 @@ pub async fn run_cluster(args: ClusterArgs) -> u8 {
     let (tx, mut rx) = mpsc::channel::<(usize, Report)>(EVENT_QUEUE);
     let mut children = Vec::with_capacity(nodes);
 
-    if let Err(SetupError(err)) = spawn_children(&args, &tx, &mut children).await {
+    let web = args.web.map(|addr| (addr, Snapshots::new(nodes)));
+    if let Some((addr, snapshots)) = &web {
+        match crate::cluster_web::serve(*addr, snapshots.clone()).await {
+            Ok(bound) => eprintln!("cluster: web view at http://{bound}/"),
+            Err(err) => {
+                eprintln!("cluster: cannot serve the web view on {addr}: {err}");
+                return 2;
+            }
+        }
+    }
+    let snapshots = web.as_ref().map(|(_, s)| s.clone());
+    if let Err(SetupError(err)) = spawn_children(&args, &tx, &mut children, snapshots).await {
         eprintln!("cluster: setup failed: {err}");
         return 2;
     }
@@ -844,7 +870,11 @@ pub async fn run_cluster(args: ClusterArgs) -> u8 {
 
     let setup = async {
         wait_ready(&mut children, &mut rx, &mut tally, &progress).await?;
-        connect(&mut children, &mut rx, &mut tally, &progress).await
+        connect(&mut children, &mut rx, &mut tally, &progress).await?;
+        if web.is_some() {
+            follow_all(&mut children).await?;
+        }
+        Ok::<(), SetupError>(())
     };
     if let Err(SetupError(err)) = setup.await {
         progress.finish_and_clear();
@@ -890,7 +920,6 @@ pub async fn run_cluster(args: ClusterArgs) -> u8 {
 
     let (final_stats, final_stats_nodes) =
         collect_stats(&mut children, &mut rx, &mut tally, &ProgressBar::hidden()).await;
-    stop_children(&mut children).await;
 
     let complete = tally.deliveries == tally.expected();
     let latencies = tally.latencies_us();
@@ -969,6 +998,10 @@ pub async fn run_cluster(args: ClusterArgs) -> u8 {
     } else {
         print!("{}", render(&summary, incomplete));
     }
+    if web.is_some() {
+        linger(&args, &mut children, &mut rx).await;
+    }
+    stop_children(&mut children).await;
     if complete && kv_converged && detection_ok && false_dead == 0 {
         0
     } else {
@@ -1128,17 +1161,25 @@ async fn spawn_children(
     args: &ClusterArgs,
     tx: &mpsc::Sender<(usize, Report)>,
     children: &mut Vec<ChildNode>,
+    snapshots: Option<Snapshots>,
 ) -> Result<(), SetupError> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find this program's own path: {e}"))?;
     for index in 0..args.nodes as usize {
-        let mut child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .arg("node")
             .args(["--bind", "127.0.0.1:0"])
             .args(["--passphrase", &args.passphrase])
             .args(["--cluster", &args.cluster])
             .args(["--loss", &args.loss.to_string()])
-            .env("RUST_LOG", crate::node::child_log_filter())
+            .env("RUST_LOG", crate::node::child_log_filter());
+        if snapshots.is_some() {
+            command
+                .args(["--http", "127.0.0.1:0"])
+                .args(["--snapshot-ms", &CHILD_SNAPSHOT_MS.to_string()]);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -1151,10 +1192,17 @@ async fn spawn_children(
             .ok_or_else(|| format!("node {index} has no stdout"))?;
         let stdin = child.stdin.take();
         let tx = tx.clone();
+        let snapshots = snapshots.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             loop {
-                let report = match lines.next_line().await {
+                let line = lines.next_line().await;
+                if let (Ok(Some(line)), Some(snapshots)) = (&line, &snapshots)
+                    && snapshots.take_line(index, line)
+                {
+                    continue;
+                }
+                let report = match line {
                     Ok(Some(line)) => match serde_json::from_str::<ChildEvent>(&line) {
                         Ok(event) => Report::Event(event),
                         Err(_) => Report::Unparsable(line),
@@ -1171,6 +1219,7 @@ async fn spawn_children(
             child,
             stdin,
             addr: None,
+            node_id: None,
             exited: false,
             killed: false,
         });
@@ -1237,10 +1286,11 @@ async fn wait_ready(
                 .into());
             }
         };
-        if let Some(ChildEvent::Ready { addr, .. }) =
+        if let Some(ChildEvent::Ready { addr, node_id }) =
             handle_report(children, tally, progress, node, report).await?
         {
             children[node].addr = Some(addr);
+            children[node].node_id = Some(node_id);
         }
     }
     Ok(())
@@ -1536,6 +1586,94 @@ async fn collect_stats(
         }
     }
     (sum, answered)
+}
+
+/// With `--web`: every node follows every other node's feed, so the page has feed trees.
+async fn follow_all(children: &mut [ChildNode]) -> Result<(), SetupError> {
+    let feeds: Vec<String> = children.iter().filter_map(|c| c.node_id.clone()).collect();
+    for (i, child) in children.iter_mut().enumerate() {
+        for feed in &feeds {
+            if Some(feed) != child.node_id.as_ref() {
+                child
+                    .send(&format!("follow {feed}"))
+                    .await
+                    .map_err(|e| format!("node {i}: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// With `--web`, after the run: keeps the survivors up for `--web-linger-secs` (or until
+/// SIGINT / SIGTERM), one node in turn broadcasting and posting to its feed every
+/// [`LINGER_PACING`], so the page keeps moving. Children's lines are read and dropped.
+async fn linger(
+    args: &ClusterArgs,
+    children: &mut [ChildNode],
+    rx: &mut mpsc::Receiver<(usize, Report)>,
+) {
+    let secs = args.web_linger_secs;
+    eprintln!("cluster: keeping the web view up for {secs} s (Ctrl-C ends it)");
+    let deadline = sleep(Duration::from_secs(secs));
+    tokio::pin!(deadline);
+    let mut ticks = tokio::time::interval(LINGER_PACING);
+    let mut turn = 0usize;
+    let interrupted = interrupted();
+    tokio::pin!(interrupted);
+    loop {
+        tokio::select! {
+            () = &mut deadline => return,
+            () = &mut interrupted => {
+                eprintln!("cluster: interrupted; stopping the nodes");
+                return;
+            }
+            item = rx.recv() => match item {
+                Some((node, Report::Closed)) if !children[node].killed => {
+                    children[node].exited = true;
+                    eprintln!("cluster: node {node} exited while lingering");
+                }
+                Some(_) => {}
+                None => return,
+            },
+            _ = ticks.tick() => {
+                let live: Vec<usize> =
+                    (0..children.len()).filter(|&i| !children[i].exited).collect();
+                if live.is_empty() {
+                    return;
+                }
+                let node = live[turn % live.len()];
+                let _ = children[node].send(&format!("broadcast live-{turn}")).await;
+                let _ = children[node].send(&format!("publish post {turn}")).await;
+                turn += 1;
+            }
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM (never if they cannot be watched).
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Sends `quit` to every child, closes their stdin, waits for them to exit, kills the rest.

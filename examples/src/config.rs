@@ -65,6 +65,8 @@ pub struct NodeOptions {
     pub identity_file: Option<PathBuf>,
     /// Seed of the node's random choices.
     pub seed_rng: Option<u64>,
+    /// HTTP address serving Prometheus metrics and the live web view (off if absent).
+    pub http: Option<SocketAddr>,
     /// Discovery: `static` or `cyclon`.
     pub discovery: DiscoveryKind,
     /// Peers the static table holds at most (further ones are refused, never evicted), when
@@ -86,6 +88,7 @@ impl Default for NodeOptions {
             store: None,
             identity_file: None,
             seed_rng: None,
+            http: None,
             discovery: DiscoveryKind::Static,
             static_capacity: DEFAULT_STATIC_CAPACITY,
             cyclon: CyclonConfig::default(),
@@ -104,6 +107,7 @@ pub const NODE_OPTION_KEYS: &[&str] = &[
     "store",
     "identity_file",
     "seed_rng",
+    "http",
     "discovery",
     "static_capacity",
     "cyclon",
@@ -356,6 +360,7 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     ("key_file", "path", "a file of 64 hex digits", "File holding the cluster key (32 bytes as hex)."),
     ("store", "path", "its directory must exist", "redb file keeping feed logs, peer clocks and follows (created if missing). Absent: kept in memory, lost at exit."),
     ("identity_file", "path", "a file of 64 hex digits, or missing", "The node's ed25519 secret seed; created with a fresh identity if missing (mode 0600), so a restarted node keeps its node id and feed."),
+    ("http", "IP:port", "a local address; port 0 picks a free port", "Serve Prometheus metrics (/metrics) and the live web view (/) over HTTP on this address. Absent: off. Bind it to a trusted interface only: the server has no authentication."),
     ("seed_rng", "integer", "0..=2^64-1", "Seeds every random choice of the node (node id, message ids, peer selection, injected loss); give each node a different seed. Absent: drawn from the OS."),
     ("discovery", "name", "\"static\" or \"cyclon\"", "How peers are found: a static table of the seeds plus every authenticated sender, or CYCLON partial views (tuned in [cyclon])."),
     ("static_capacity", "peers", ">= 1", "Most peers the static table holds (discovery = \"static\"); further ones are refused, never evicted."),
@@ -453,6 +458,7 @@ const OPTION_EXAMPLES: &[(&str, &str)] = &[
     ("key_file", "\"cluster.key\""),
     ("store", "\"node.redb\""),
     ("identity_file", "\"node.identity\""),
+    ("http", "\"127.0.0.1:9100\""),
     ("seed_rng", "42"),
     ("fault.delay", "[20, 80]"),
 ];
@@ -534,6 +540,7 @@ mod tests {
         config.options.store = Some("s".into());
         config.options.identity_file = Some("i".into());
         config.options.seed_rng = Some(1);
+        config.options.http = Some(SocketAddr::from(([127, 0, 0, 1], 9100)));
         config.node.fault.delay = Some(gossip_actors::DelayRange::from_millis(20, 80));
         config
     }

@@ -4,6 +4,7 @@
 //!   on a redb file and an identity file so that it survives a restart;
 //! - [`cluster`]: a local multi-process cluster that measures delivery and latency
 //!   (`cluster`), whose children run [`node::run_node`] by re-executing the `cluster` binary;
+//! - [`cluster_web`]: `cluster --web ADDR`, one live web view merging every child's snapshot;
 //! - [`chat`]: node processes that each post to their own feed and follow every other one,
 //!   with one node killed (SIGKILL) and restarted on its files (`chat`);
 //! - [`multihost`]: one `gossip-node` per host or network namespace, checked end to end for
@@ -13,6 +14,7 @@
 
 pub mod chat;
 pub mod cluster;
+pub mod cluster_web;
 pub mod config;
 pub mod multihost;
 pub mod node;

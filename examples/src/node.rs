@@ -16,7 +16,11 @@
 //! stdout carries one JSON object per line, flushed per line; logs go to stderr only.
 //!
 //! - `{"event":"ready","addr":"127.0.0.1:PORT","node_id":"<hex>","feed":"<hex>"}`, always
-//!   first (the feed id is the node id: both are the public key);
+//!   first (the feed id is the node id: both are the public key), with `"http":"IP:PORT"`
+//!   when `--http` serves `/metrics` and the web view there;
+//! - `{"event":"snapshot","snapshot":{...}}` every `--snapshot-ms` (only with that option): the
+//!   node's view, failure-detector peers, feed tree links, recent deliveries and counters, as
+//!   `gossip_actors::ops::NodeSnapshot`;
 //! - `{"event":"delivered","id":"<hex>","origin":"<hex>","hop":N,"payload":"<utf-8, lossy>","at_us":T}`
 //!   for every broadcast this node delivers (its own included, at hop 0);
 //! - `{"event":"broadcast","id":"<hex>","payload":"...","at_us":T}` when a `broadcast` command
@@ -76,6 +80,7 @@ use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Parser};
@@ -85,6 +90,7 @@ use gossip_actors::core::feed::{FeedId, FeedMessage};
 use gossip_actors::crypto::{Identity, Key, KeyError, Keyring};
 use gossip_actors::failure::FailureActorStats;
 use gossip_actors::feeds::FeedActorStats;
+use gossip_actors::ops::{NodeSnapshot, Ops, OpsConfig};
 use gossip_actors::state::{FlowActorStats, StateActorStats};
 use gossip_actors::storage::{FeedLog, MemoryStore, NodeStore, RedbStore, StoreError};
 use gossip_actors::{
@@ -93,7 +99,7 @@ use gossip_actors::{
 };
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::{ConfigFileError, DiscoveryKind, FileConfig};
 use crate::shared_store::SharedStore;
@@ -195,6 +201,16 @@ pub struct NodeArgs {
     #[arg(long, value_name = "PATH")]
     pub identity_file: Option<PathBuf>,
 
+    /// Serve Prometheus metrics (`/metrics`) and the live web view (`/`) on this HTTP address
+    /// (port 0 picks a free one; the `ready` line names it). File: `http`. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+
+    /// Print a `snapshot` line (the web view's JSON of this node) every this many
+    /// milliseconds (10..=60000); the `cluster` example's web view merges them. Off by default.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub snapshot_ms: Option<u64>,
+
     /// The ids of the flags given on the command line (recorded by
     /// [`NodeArgs::parse_args`]), which override `--config`. `None` (arguments built another
     /// way) means every flag overrides the file.
@@ -215,6 +231,7 @@ const FILE_FLAGS: &[&str] = &[
     "seed_rng",
     "store",
     "identity_file",
+    "http",
 ];
 
 impl NodeArgs {
@@ -290,6 +307,9 @@ impl NodeArgs {
         if self.identity_file.is_some() {
             options.identity_file = self.identity_file.clone();
         }
+        if self.http.is_some() {
+            options.http = self.http;
+        }
         if self.overrides("loss") {
             config.node.fault.loss = self.loss;
         }
@@ -313,6 +333,7 @@ impl NodeArgs {
             seed_rng: options.seed_rng,
             store: options.store.clone(),
             identity_file: options.identity_file.clone(),
+            http: options.http,
             ..self.clone()
         };
         Ok((resolved, config))
@@ -394,6 +415,14 @@ pub enum RunNodeError {
     /// by its full path.
     #[error(transparent)]
     Config(#[from] ConfigFileError),
+    /// The `--http` address could not be bound.
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
     /// The `--identity-file` could not be read, parsed or created.
     #[error("identity file {path}: {reason}")]
     IdentityFile {
@@ -549,6 +578,14 @@ pub enum Output {
         node_id: String,
         /// The node's feed id (the same 32 bytes as the node id), 64 hex digits.
         feed: String,
+        /// The HTTP address of `/metrics` and the web view, with `--http`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        http: Option<String>,
+    },
+    /// The node's state for the web view, every `--snapshot-ms`.
+    Snapshot {
+        /// Its view, peers, feed trees, recent deliveries and counters.
+        snapshot: Box<NodeSnapshot>,
     },
     /// A broadcast delivered by this node.
     Delivered {
@@ -1512,25 +1549,65 @@ pub async fn run_node(args: NodeArgs) -> Result<(), RunNodeError> {
             return Err(RunNodeError::Stopped);
         }
     }
-    let result = serve(&node, &store).await;
+    let ops = (args.http.is_some() || args.snapshot_ms.is_some()).then(|| {
+        let mut config = OpsConfig::default();
+        if let Some(ms) = args.snapshot_ms {
+            config.interval = Duration::from_millis(ms);
+        }
+        Ops::start(node.clone(), config)
+    });
+    let http = match (&ops, args.http) {
+        (Some(ops), Some(addr)) => match ops.serve(addr).await {
+            Ok(bound) => Some(bound),
+            Err(source) => {
+                let _ = node.shutdown().await;
+                return Err(RunNodeError::Http { addr, source });
+            }
+        },
+        _ => None,
+    };
+    let snapshots = ops
+        .as_ref()
+        .filter(|_| args.snapshot_ms.is_some())
+        .map(Ops::snapshots);
+    let result = serve(&node, &store, http, snapshots).await;
+    drop(ops);
     let _ = node.shutdown().await;
     result?;
     emit(&Output::Bye)
 }
 
-async fn serve(node: &NodeHandle, store: &SharedStore) -> Result<(), RunNodeError> {
+async fn serve(
+    node: &NodeHandle,
+    store: &SharedStore,
+    http: Option<SocketAddr>,
+    snapshots: Option<watch::Receiver<Option<Arc<NodeSnapshot>>>>,
+) -> Result<(), RunNodeError> {
     // Subscribe before announcing readiness, so that no delivery is missed.
     let mut events = node.subscribe();
     emit(&Output::Ready {
         addr: node.local_addr().to_string(),
         node_id: node.node_id().to_string(),
         feed: node.feed_id().to_string(),
+        http: http.map(|a| a.to_string()),
     })?;
+    let report_snapshots = snapshots.is_some();
+    let (_unused, idle) = watch::channel(None);
+    let mut snapshots = snapshots.unwrap_or(idle);
     let mut commands = spawn_stdin_reader();
     loop {
         tokio::select! {
             biased;
             event = events.recv() => forward_event(event)?,
+            changed = snapshots.changed(), if report_snapshots => {
+                if changed.is_err() {
+                    return Err(RunNodeError::Stopped);
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                if let Some(snapshot) = snapshot {
+                    emit(&Output::Snapshot { snapshot: Box::new((*snapshot).clone()) })?;
+                }
+            }
             line = commands.recv() => match line {
                 None => return Ok(()),
                 Some(line) => {

@@ -84,6 +84,23 @@ pub struct GetPhi {
     pub node: NodeId,
 }
 
+/// Lists every tracked peer with its liveness and current phi, ascending by node id.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Vec<PeerPhi>")]
+pub struct GetPeerPhis;
+
+/// One peer as the failure detector sees it ([`GetPeerPhis`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PeerPhi {
+    /// The peer.
+    pub node: NodeId,
+    /// Whether it is live (not convicted).
+    pub live: bool,
+    /// Its suspicion level now (dimensionless; convicted above the configured threshold,
+    /// 8 by default); `None` before enough heartbeats to estimate one.
+    pub phi: Option<f64>,
+}
+
 /// The failure detector actor of one node. See the module docs.
 pub struct FailureDetectorActor {
     core: FailureDetector,
@@ -222,6 +239,26 @@ impl Handler<GetPhi> for FailureDetectorActor {
 
     fn handle(&mut self, msg: GetPhi, _: &mut Context<Self>) -> Self::Result {
         self.core.phi(now(), &msg.node)
+    }
+}
+
+impl Handler<GetPeerPhis> for FailureDetectorActor {
+    type Result = MessageResult<GetPeerPhis>;
+
+    fn handle(&mut self, _: GetPeerPhis, _: &mut Context<Self>) -> Self::Result {
+        let at = now();
+        let live = self.core.live_peers().map(|node| (node, true));
+        let dead = self.core.dead_peers().map(|node| (node, false));
+        let mut peers: Vec<PeerPhi> = live
+            .chain(dead)
+            .map(|(node, live)| PeerPhi {
+                node,
+                live,
+                phi: self.core.phi(at, &node),
+            })
+            .collect();
+        peers.sort_by_key(|p| p.node);
+        MessageResult(peers)
     }
 }
 

@@ -25,7 +25,9 @@ use std::time::Instant;
 use actix::prelude::*;
 use bytes::Bytes;
 use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
-use gossip_core::tree::{PublishError, StoreRequest, Tree, TreeEvent, TreeMessage, TreeStats};
+use gossip_core::tree::{
+    FeedLinks, PublishError, StoreRequest, Tree, TreeEvent, TreeMessage, TreeStats,
+};
 use gossip_core::{Message, NodeId};
 use gossip_crypto::Identity;
 use gossip_store::StoreError;
@@ -116,6 +118,11 @@ pub enum FollowFailed {
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "FeedActorStats")]
 pub struct GetFeedStats;
+
+/// Reads the links of every followed feed ([`Tree::feed_links`]), ascending by feed.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Vec<FeedLinks>")]
+pub struct GetFeedLinks;
 
 /// Counters of the feed tree actor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -644,6 +651,14 @@ impl Handler<GetFeedStats> for FeedTreeActor {
         stats.core = self.core.stats();
         stats.peers_up = self.peers.len();
         MessageResult(stats)
+    }
+}
+
+impl Handler<GetFeedLinks> for FeedTreeActor {
+    type Result = MessageResult<GetFeedLinks>;
+
+    fn handle(&mut self, _: GetFeedLinks, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.core.feed_links())
     }
 }
 

@@ -34,6 +34,8 @@ pub mod failure;
 pub mod feeds;
 pub mod messages;
 pub mod node;
+#[cfg(feature = "http")]
+pub mod ops;
 mod shell;
 pub mod sim;
 pub mod state;

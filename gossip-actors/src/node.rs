@@ -7,7 +7,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use gossip_core::dissemination::{Dissemination, DisseminationConfig};
 use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
-use gossip_core::tree::{Tree, TreeConfig};
+use gossip_core::tree::{FeedLinks, Tree, TreeConfig};
 use gossip_core::{MessageId, NodeId};
 use gossip_crypto::{Identity, Keyring};
 use gossip_net::sim::SimNetwork;
@@ -24,11 +24,12 @@ use crate::dissemination::{
 };
 use crate::error::{NodeError, StartError};
 use crate::failure::{
-    FailureActorStats, FailureDetectorActor, GetFailureStats, Liveness, RegisterLiveness,
+    FailureActorStats, FailureDetectorActor, GetFailureStats, GetPeerPhis, Liveness, PeerPhi,
+    RegisterLiveness,
 };
 use crate::feeds::{
-    FOLLOWS_TABLE, FeedActorStats, FeedTreeActor, Follow, GetFeedStats, Publish, Published,
-    Unfollow, WallClock, system_clock,
+    FOLLOWS_TABLE, FeedActorStats, FeedTreeActor, Follow, GetFeedLinks, GetFeedStats, Publish,
+    Published, Unfollow, WallClock, system_clock,
 };
 use crate::messages::{
     DiscoveryRecipients, GetTransportStats, KnownPeers, PeerStatus, PeerSummary, RegisterObserver,
@@ -827,6 +828,31 @@ impl NodeHandle {
     /// [`NodeError::Stopped`] after shutdown.
     pub async fn known_peers(&self) -> Result<Vec<PeerSummary>, NodeError> {
         Ok(self.discovery.known_peers.send(KnownPeers).await?)
+    }
+
+    /// Every peer the failure detector tracks, with its liveness and current phi, ascending
+    /// by node id; empty without the state protocol (which runs the detector).
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn peer_phis(&self) -> Result<Vec<PeerPhi>, NodeError> {
+        match &self.failure {
+            Some(failure) => Ok(failure.send(GetPeerPhis).await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The links of every followed feed's broadcast tree (source, eager and lazy peers, the
+    /// local head and the best-known sequence), ascending by feed; empty without the feeds
+    /// protocol.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn feed_links(&self) -> Result<Vec<FeedLinks>, NodeError> {
+        match &self.feeds {
+            Some(feeds) => Ok(feeds.send(GetFeedLinks).await?),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// This node's feed id (its public key).

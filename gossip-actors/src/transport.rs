@@ -214,6 +214,10 @@ pub struct TransportStats {
     pub sent_by_type: PacketTypeCounts,
     /// Authenticated datagrams received, by packet type.
     pub received_by_type: PacketTypeCounts,
+    /// Bytes of the datagrams sent, by packet type (label, body and tag).
+    pub sent_bytes_by_type: PacketTypeCounts,
+    /// Bytes of the authenticated datagrams received, by packet type.
+    pub received_bytes_by_type: PacketTypeCounts,
 }
 
 /// A counter per [`PacketType`].
@@ -235,6 +239,12 @@ impl PacketTypeCounts {
     pub fn record(&mut self, kind: PacketType) {
         let slot = &mut self.counts[Self::slot(kind)];
         *slot = slot.saturating_add(1);
+    }
+
+    /// Adds `n` to the count of `kind` (bytes, for example).
+    pub fn add(&mut self, kind: PacketType, n: u64) {
+        let slot = &mut self.counts[Self::slot(kind)];
+        *slot = slot.saturating_add(n);
     }
 
     /// The count for `kind`.
@@ -444,6 +454,9 @@ impl TransportActor {
                 self.stats.datagrams_sent += 1;
                 self.stats.bytes_sent += datagram.len() as u64;
                 self.stats.sent_by_type.record(kind);
+                self.stats
+                    .sent_bytes_by_type
+                    .add(kind, datagram.len() as u64);
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 self.stats.send_would_block += 1;
@@ -469,6 +482,9 @@ impl TransportActor {
         let kind = envelope.message.packet_type();
         tracing::trace!(%from, node = %envelope.sender.short(), ?kind, len = decoded.len, "datagram received");
         self.stats.received_by_type.record(kind);
+        self.stats
+            .received_bytes_by_type
+            .add(kind, decoded.len as u64);
         let received_at = tokio::time::Instant::now().into_std();
         for observer in &self.observers {
             // Observers learn liveness; losing one report under overload is harmless.

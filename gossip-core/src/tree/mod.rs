@@ -318,6 +318,25 @@ pub struct TreeStats {
     pub requests_dropped: u64,
 }
 
+/// The links of one followed feed, as reported by [`Tree::feed_links`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedLinks {
+    /// The feed.
+    pub feed: FeedId,
+    /// The appended head of the local log: its latest sequence, 0 before the first message.
+    pub latest: u64,
+    /// The highest sequence any connected peer replicating the feed is known to hold (its
+    /// notes and the messages it pushed), or `latest` if higher. `best_known - latest` is how
+    /// many messages this node lags behind.
+    pub best_known: u64,
+    /// The eager source: the peer asked to push the feed to this node, if any.
+    pub source: Option<NodeId>,
+    /// The peers that asked this node to push the feed (its eager children), ascending.
+    pub eager: Vec<NodeId>,
+    /// The peers linked lazily (notes only, no payloads), the source excepted, ascending.
+    pub lazy: Vec<NodeId>,
+}
+
 /// Current sizes of a [`Tree`]'s collections, each within the bound named in its doc.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Occupancy {
@@ -705,6 +724,40 @@ impl<R: Rng> Tree<R> {
                     .is_some_and(|l| l.remote == Remote::Eager)
             })
             .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The links of every followed feed, ascending by feed: what an operator's view of the
+    /// trees shows (the source, eager and lazy peers, how far behind the best-known sequence
+    /// the local log is).
+    pub fn feed_links(&self) -> Vec<FeedLinks> {
+        self.trees
+            .iter()
+            .map(|(feed, tree)| {
+                let mut links = FeedLinks {
+                    feed: *feed,
+                    latest: self.head(*feed).0,
+                    best_known: 0,
+                    source: tree.source,
+                    eager: Vec::new(),
+                    lazy: Vec::new(),
+                };
+                for (id, peer) in &self.peers {
+                    let Some(link) = peer.links.get(feed) else {
+                        continue;
+                    };
+                    if link.remote.replicates() {
+                        links.best_known = links.best_known.max(link.remote_seq);
+                    }
+                    if link.remote == Remote::Eager {
+                        links.eager.push(*id);
+                    } else if link.remote == Remote::Lazy && tree.source != Some(*id) {
+                        links.lazy.push(*id);
+                    }
+                }
+                links.best_known = links.best_known.max(links.latest);
+                links
+            })
             .collect()
     }
 

@@ -987,3 +987,58 @@ fn an_append_failure_asks_again() {
     }
     assert_eq!(c.log[&feed], messages);
 }
+
+#[test]
+fn feed_links_report_the_source_and_the_eager_and_lazy_peers() {
+    let now = crate::test_util::epoch();
+    let author = identity(9);
+    let feed = FeedId::of(&author);
+    let messages = chain(&author, 3, 10);
+    let config = TreeConfig::default();
+    let mut x = Node::new(1, config.clone(), now);
+    let mut q = Node::new(2, config.clone(), now);
+    let mut r = Node::new(3, config, now);
+    for n in [&mut x, &mut q, &mut r] {
+        n.follow(now, feed);
+    }
+    q.hold(now, &messages[..2]);
+    r.hold(now, &messages[..2]);
+    x.up(now, q.id);
+    q.up(now, x.id);
+    x.up(now, r.id);
+    r.up(now, x.id);
+    let (_, _) = converse(now, &mut x, &mut q);
+    let links = x.core.feed_links();
+    let links = links.iter().find(|l| l.feed == feed).expect("followed");
+    assert_eq!(links.source, Some(q.id));
+    assert_eq!(links.latest, 2);
+    assert_eq!(links.best_known, 2);
+    assert!(links.eager.is_empty() && links.lazy.is_empty(), "{links:?}");
+
+    // x asks r to push: r reports x as an eager child.
+    r.core.handle_notes(
+        now,
+        x.id,
+        Notes {
+            entries: vec![(feed, eager(2))],
+        },
+    );
+    let links = r.core.feed_links();
+    let links = links.iter().find(|l| l.feed == feed).expect("followed");
+    assert_eq!(links.eager, vec![x.id]);
+    assert!(links.lazy.is_empty());
+    assert_eq!((links.latest, links.best_known, links.source), (2, 2, None));
+
+    // x takes the link lazy: r reports it lazy.
+    r.core.handle_notes(
+        now,
+        x.id,
+        Notes {
+            entries: vec![(feed, lazy(2))],
+        },
+    );
+    let links = r.core.feed_links();
+    let links = links.iter().find(|l| l.feed == feed).expect("followed");
+    assert!(links.eager.is_empty());
+    assert_eq!(links.lazy, vec![x.id]);
+}
