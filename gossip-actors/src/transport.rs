@@ -16,8 +16,9 @@
 //! datagram is discarded with probability `loss`, and a kept one is held back for a delay drawn
 //! uniformly from a range, both from the transport's seeded generator. Delayed datagrams wait
 //! in a bounded queue ([`FaultInjection::max_delayed`]; a datagram that finds it full is
-//! dropped and counted in [`TransportStats::injected_delay_overflow`]) and leave on actix
-//! timers, which run on tokio's clock, so the delays are exact under a paused test clock.
+//! dropped and counted in [`TransportStats::injected_delay_overflow`]) ordered by due time,
+//! and leave on one actix timer re-armed for the earliest; actix timers run on tokio's clock,
+//! so the delays are exact under a paused test clock.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -326,9 +327,12 @@ pub struct TransportActor {
     fault: FaultInjection,
     rng: StdRng,
     buf: BytesMut,
-    /// Datagrams held back by the injected delay, by token; at most `fault.max_delayed`.
-    delayed: BTreeMap<u64, DelayedDatagram>,
+    /// Datagrams held back by the injected delay, by due time and then order of sending; at
+    /// most `fault.max_delayed`.
+    delayed: BTreeMap<(tokio::time::Instant, u64), DelayedDatagram>,
     next_delay_token: u64,
+    /// The timer that releases the earliest held-back datagram, and when it fires.
+    delay_timer: Option<(tokio::time::Instant, SpawnHandle)>,
     stats: TransportStats,
     span: tracing::Span,
 }
@@ -371,6 +375,7 @@ impl TransportActor {
             buf: BytesMut::with_capacity(gossip_net::MAX_UDP_PAYLOAD),
             delayed: BTreeMap::new(),
             next_delay_token: 0,
+            delay_timer: None,
             stats: TransportStats::default(),
             span: tracing::Span::none(),
         })
@@ -433,17 +438,47 @@ impl TransportActor {
         } else {
             range.min
         };
+        let due = tokio::time::Instant::now() + delay;
         let token = self.next_delay_token;
-        self.next_delay_token += 1;
+        self.next_delay_token = self.next_delay_token.wrapping_add(1);
         let datagram = Bytes::copy_from_slice(&self.buf);
         self.delayed
-            .insert(token, DelayedDatagram { datagram, to, kind });
+            .insert((due, token), DelayedDatagram { datagram, to, kind });
         self.stats.injected_delay += 1;
-        ctx.run_later(delay, move |actor, _| {
-            if let Some(held) = actor.delayed.remove(&token) {
-                actor.send_datagram(&held.datagram, held.to, held.kind);
+        self.arm_delay_timer(ctx);
+    }
+
+    /// Arms the timer for the earliest held-back datagram, unless it is armed for that time
+    /// or earlier already.
+    fn arm_delay_timer(&mut self, ctx: &mut Context<Self>) {
+        let Some(&(due, _)) = self.delayed.keys().next() else {
+            return;
+        };
+        if let Some((armed, handle)) = self.delay_timer {
+            if armed <= due {
+                return;
             }
+            ctx.cancel_future(handle);
+        }
+        let wait = due.saturating_duration_since(tokio::time::Instant::now());
+        let handle = ctx.run_later(wait, |actor, ctx| {
+            actor.delay_timer = None;
+            actor.release_due(ctx);
         });
+        self.delay_timer = Some((due, handle));
+    }
+
+    /// Sends every held-back datagram that is due, in due order, and re-arms the timer.
+    fn release_due(&mut self, ctx: &mut Context<Self>) {
+        let now = tokio::time::Instant::now();
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let held = entry.remove();
+            self.send_datagram(&held.datagram, held.to, held.kind);
+        }
+        self.arm_delay_timer(ctx);
     }
 
     /// Hands one encoded datagram to the socket and counts the outcome.

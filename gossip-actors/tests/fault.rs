@@ -212,6 +212,17 @@ async fn a_fixed_delay_is_exact() {
     run_for(Duration::from_millis(10)).await;
     let received = pair.received.lock().unwrap().clone();
     assert_eq!(received.len(), 10);
+    let ids: Vec<MessageId> = received
+        .iter()
+        .map(|m| match m.message {
+            Message::PushAck { id } => id,
+            ref other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "datagrams due at the same time leave in the order they were sent"
+    );
     for m in &received {
         let observed = m.received_at.duration_since(sent_at);
         assert!(
