@@ -20,7 +20,8 @@
 #        MULTIHOST_NO_BUILD=1 scripts/multihost.sh    uses the binaries already built
 #        MULTIHOST_RNG_SEED=N scripts/multihost.sh    repeats the nodes' random choices of a
 #                                                     run (its summary's rng_seed)
-# Binaries come from ${CARGO_TARGET_DIR:-target}/release.
+#        MULTIHOST_PROFILE=debug scripts/multihost.sh  unoptimised binaries (CI)
+# Binaries come from ${CARGO_TARGET_DIR:-target}/release (or /debug).
 #
 # The last stdout line is one JSON object: the driver's summary (hosts, broadcasts_delivered,
 # broadcasts_expected, kv_converged, feeds_complete, timings and counters) plus
@@ -47,7 +48,15 @@ readonly DRIVER_TIMEOUT_SECS=200
 readonly PREFIX="gmh$$"
 readonly BRIDGE_NS="$PREFIX-br"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-BIN="$TARGET_DIR/release"
+# MULTIHOST_PROFILE=debug uses (and builds) the unoptimised binaries, as CI does after
+# `cargo test --workspace` built them; release by default.
+PROFILE="${MULTIHOST_PROFILE:-release}"
+case "$PROFILE" in
+    release) PROFILE_FLAG=(--release) ;;
+    debug) PROFILE_FLAG=() ;;
+    *) printf 'multihost.sh: MULTIHOST_PROFILE must be release or debug, not %s\n' "$PROFILE" >&2; exit 2 ;;
+esac
+BIN="$TARGET_DIR/$PROFILE"
 
 log() { printf 'multihost.sh: %s\n' "$*" >&2; }
 
@@ -122,8 +131,8 @@ fi
 ip netns del "$PREFIX-probe"
 
 if [ "${MULTIHOST_NO_BUILD:-0}" != 1 ]; then
-    log "building gossip-node and multihost (release)"
-    cargo build --release --quiet -p gossip-examples --bin gossip-node --bin multihost
+    log "building gossip-node and multihost ($PROFILE)"
+    cargo build "${PROFILE_FLAG[@]}" --quiet -p gossip-examples --bin gossip-node --bin multihost
 fi
 for bin in gossip-node multihost; do
     [ -x "$BIN/$bin" ] || { log "missing $BIN/$bin"; exit 1; }
