@@ -4,8 +4,10 @@
 //!
 //! # Storage and identity
 //!
-//! `--store PATH` keeps the node's feed logs, peer clocks and follows in a redb file (created
-//! if missing); without it they live in memory and are lost at exit. `--identity-file PATH`
+//! `--store PATH` keeps the node's feed logs, peer clocks, follows and its own key/value
+//! entries in a redb file (created if missing); without it they live in memory and are lost
+//! at exit. A node restarted on its store republishes its own entries in a new generation, so
+//! every `set` it acknowledged survives a crash. `--identity-file PATH`
 //! holds the node's ed25519 secret seed as 64 hex digits; a missing file is created with a
 //! fresh random identity (mode 0600 on unix), so a node restarted with the same file keeps
 //! its node id and feed id. Without it the identity is random (drawn from `--seed-rng` when
@@ -37,8 +39,8 @@
 //!   answering `verify-log` (`error` only when `ok` is false);
 //! - `{"event":"feed_forked","feed":"<hex>"}` when a followed feed is found forked;
 //! - `{"event":"set","key":"...","version":N,"at_us":T}` once a `set` or `try_set` is applied
-//!   to the local state (`at_us` read after it returned; `version` is this node's version of
-//!   the write), and `{"event":"deleted","key":"...","version":N|null,"at_us":T}` for a
+//!   to the local state and durable in the store (`at_us` read after it returned; `version`
+//!   is this node's version of the write within its current generation), and `{"event":"deleted","key":"...","version":N|null,"at_us":T}` for a
 //!   `delete` (`version` null when the key held no value);
 //! - `{"event":"value","node":"<hex>","key":"...","value":"<utf-8, lossy>"|null,
 //!   "version":N|null}` answering `get` (nulls when the key is not held);

@@ -808,20 +808,26 @@ impl<R: Rng> Reconcile<R> {
     /// maximum), [`StateError::TooManyKeys`] for a new key beyond `max_keys_per_owner`, or
     /// [`StateError::Backpressure`] if above the current rate. The state did not change.
     pub fn set(&mut self, now: Instant, key: &str, value: Bytes) -> Result<u64, StateError> {
-        self.check_key(key)?;
-        if value.len() > self.config.max_value_len {
-            return Err(StateError::ValueTooLarge {
-                len: value.len(),
-                max: self.config.max_value_len,
-            });
-        }
-        let own = self.own();
-        if own.find(key).is_err() && own.entries.len() >= self.config.max_keys_per_owner {
-            return Err(StateError::TooManyKeys {
-                max: self.config.max_keys_per_owner,
-            });
-        }
+        self.check_write(key, &value)?;
         self.flow.try_admit(now)?;
+        Ok(self.write_local(now, key, Some(value)))
+    }
+
+    /// Application command, at start only: sets the local `key` to `value` as a fresh write
+    /// of this generation, without taking a flow-control token, and returns the version
+    /// taken. A node that persisted its own entries (`gossip_store::own_state`) calls it for
+    /// each stored entry, in the order they were written, right after [`new`](Self::new) with
+    /// a generation higher than the stored one, before any input: peers replace the old
+    /// generation's state with what is restored, so every acknowledged write survives the
+    /// restart and no deleted key comes back. Flow control is skipped because the entries
+    /// were admitted once already; at most `max_keys_per_owner` can be restored.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set) except [`StateError::Backpressure`]: the entry (a stored entry
+    /// that no longer fits a changed configuration) was not restored; the state did not
+    /// change.
+    pub fn restore(&mut self, now: Instant, key: &str, value: Bytes) -> Result<u64, StateError> {
+        self.check_write(key, &value)?;
         Ok(self.write_local(now, key, Some(value)))
     }
 
@@ -940,6 +946,23 @@ impl<R: Rng> Reconcile<R> {
             return Err(StateError::KeyTooLong {
                 len: key.len(),
                 max: self.config.max_key_len,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_write(&self, key: &str, value: &Bytes) -> Result<(), StateError> {
+        self.check_key(key)?;
+        if value.len() > self.config.max_value_len {
+            return Err(StateError::ValueTooLarge {
+                len: value.len(),
+                max: self.config.max_value_len,
+            });
+        }
+        let own = self.own();
+        if own.find(key).is_err() && own.entries.len() >= self.config.max_keys_per_owner {
+            return Err(StateError::TooManyKeys {
+                max: self.config.max_keys_per_owner,
             });
         }
         Ok(())

@@ -512,6 +512,50 @@ fn a_higher_generation_replaces_the_old_state() {
 }
 
 #[test]
+fn a_restored_restart_keeps_acknowledged_values_and_resurrects_no_delete() {
+    let t = t0();
+    let mut a = core(1, 1, vec![], config(), t);
+    let mut b = core(2, 1, vec![], config(), t);
+    a.set(t, "kept", bytes("1")).unwrap();
+    a.set(t, "gone", bytes("1")).unwrap();
+    a.set(t, "kept", bytes("2")).unwrap();
+    exchange(&mut b, &mut a, t);
+    assert_eq!(b.get(&node(1), "gone"), Some((bytes("1"), 2)));
+    a.delete(t, "gone").unwrap();
+    // a crashes before b learns of the delete. What a persisted (its live entries) is
+    // restored in a higher generation, with a flow controller that would refuse a set.
+    let strict = ReconcileConfig {
+        flow: FlowConfig {
+            burst: 1,
+            ..FlowConfig::default()
+        },
+        ..config()
+    };
+    let mut a2 = core(1, 2, vec![], strict, t);
+    assert_eq!(a2.restore(t, "kept", bytes("2")), Ok(1));
+    assert_eq!(a2.restore(t, "other", bytes("3")), Ok(2));
+    assert_eq!(a2.flow().stats().admitted, 0);
+    assert!(matches!(
+        a2.restore(t, &"k".repeat(129), bytes("x")),
+        Err(StateError::KeyTooLong { len: 129, max: 128 })
+    ));
+    exchange(&mut b, &mut a2, t);
+    assert_eq!(b.get(&node(1), "kept"), Some((bytes("2"), 1)));
+    assert_eq!(b.get(&node(1), "other"), Some((bytes("3"), 2)));
+    assert_eq!(b.get(&node(1), "gone"), None);
+    // An old copy of the deleted value from the first generation changes nothing.
+    let mut c = core(3, 1, vec![], config(), t);
+    exchange(&mut c, &mut a, t);
+    assert_eq!(c.get(&node(1), "gone"), None);
+    let mut old = owner_delta(1, 9, 2, 1);
+    old.entries[1].key = "gone".into();
+    feed(&mut b, t, vec![old]);
+    assert_eq!(b.get(&node(1), "gone"), None);
+    assert_eq!(b.get(&node(1), "kept"), Some((bytes("2"), 1)));
+    assert_eq!(b.digest_entry(&node(1)).unwrap().generation, 2);
+}
+
+#[test]
 fn malformed_gapped_and_hostile_deltas_are_ignored_and_counted() {
     let t = t0();
     let c = ReconcileConfig {
