@@ -156,6 +156,15 @@ pub struct NodeArgs {
     /// random identity if missing (mode 0600 on unix), so a restarted node keeps its feed.
     #[arg(long, value_name = "PATH")]
     pub identity_file: Option<PathBuf>,
+
+    /// Authenticated datagrams admitted per second from one source address (a token bucket;
+    /// beyond it they are dropped and counted as `rate_limited`); 0 turns the limit off.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    pub inbound_rate: u32,
+
+    /// Datagrams one source may send at once after a quiet period (the bucket's size).
+    #[arg(long, default_value_t = 2_000, value_name = "N")]
+    pub inbound_burst: u32,
 }
 
 /// Parses a probability in `0.0..=1.0`.
@@ -621,6 +630,12 @@ pub struct StatsEvent {
     pub send_would_block: u64,
     pub send_errors: u64,
     pub mailbox_full: u64,
+    /// The same by packet type name (types with none left out).
+    pub mailbox_full_by_type: BTreeMap<&'static str, u64>,
+    /// Authenticated datagrams dropped because their source exceeded its rate.
+    pub rate_limited: u64,
+    /// Authenticated messages of a kind no actor is registered for.
+    pub unrouted: u64,
     /// Datagrams the dissemination actor could not hand to the full transport mailbox.
     pub transport_full: u64,
     /// Feed replication.
@@ -653,6 +668,8 @@ pub struct StateStatsEvent {
     /// Entries a peer lacked that did not fit the datagram (the flow-control overflow).
     pub entries_left_out: u64,
     pub nodes_learned: u64,
+    /// Nodes not learned because `max_nodes` were known.
+    pub nodes_refused: u64,
     pub exchanges_timed_out: u64,
     /// Datagrams not handed to the full transport mailbox.
     pub transport_full: u64,
@@ -675,6 +692,7 @@ impl StateStatsEvent {
             entries_sent: core.entries_sent,
             entries_left_out: core.entries_left_out,
             nodes_learned: core.nodes_learned,
+            nodes_refused: core.nodes_refused,
             exchanges_timed_out: core.exchanges_timed_out,
             transport_full: stats.transport_full,
             notifications_dropped: stats.notifications_dropped,
@@ -840,6 +858,14 @@ impl StatsEvent {
             send_would_block: t.send_would_block,
             send_errors: t.send_errors,
             mailbox_full: t.mailbox_full,
+            mailbox_full_by_type: t
+                .mailbox_full_by_type
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(kind, n)| (kind.name(), n))
+                .collect(),
+            unrouted: t.unrouted,
+            rate_limited: t.rate_limited,
             transport_full: stats.dissemination.transport_full,
             feeds: FeedStatsEvent::of(&stats.feeds),
             state: StateStatsEvent::of(&stats.state),
@@ -1282,6 +1308,11 @@ pub async fn run_node(args: NodeArgs) -> Result<(), RunNodeError> {
     let config = NodeConfig {
         max_datagram: args.max_datagram,
         fault: FaultInjection { loss: args.loss },
+        inbound_limit: gossip_actors::net::InboundLimit {
+            rate: args.inbound_rate,
+            burst: args.inbound_burst,
+            ..gossip_actors::net::InboundLimit::default()
+        },
         ..NodeConfig::default()
     };
     let store = store_from_args(&args)?;

@@ -11,7 +11,7 @@ use gossip_core::tree::{Tree, TreeConfig};
 use gossip_core::{MessageId, NodeId};
 use gossip_crypto::{Identity, Keyring};
 use gossip_net::sim::SimNetwork;
-use gossip_net::{DEFAULT_MAX_DATAGRAM, PacketCodec, Security};
+use gossip_net::{DEFAULT_MAX_DATAGRAM, InboundLimit, PacketCodec, Security};
 use gossip_store::NodeStore;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -57,6 +57,11 @@ pub struct NodeConfig {
     pub max_datagram: usize,
     /// Deliberate faults for tests. Off by default.
     pub fault: FaultInjection,
+    /// Authenticated datagrams admitted per source address (a token bucket; see
+    /// [`gossip_net::limit`]): 1,000 per second with bursts of 2,000, 4,096 sources tracked.
+    /// Beyond it datagrams are dropped before any protocol sees them and counted in
+    /// [`TransportStats::rate_limited`]. [`InboundLimit::unlimited`] turns it off.
+    pub inbound_limit: InboundLimit,
     /// Events buffered per subscriber before a slow one starts skipping: 4,096.
     pub event_capacity: usize,
     /// Per-feed broadcast tree parameters. Its `max_envelope_len` is set by the node from
@@ -105,6 +110,7 @@ impl Default for NodeConfig {
             dissemination: DisseminationConfig::default(),
             max_datagram: DEFAULT_MAX_DATAGRAM,
             fault: FaultInjection::default(),
+            inbound_limit: InboundLimit::default(),
             event_capacity: 4_096,
             tree: TreeConfig::default(),
             tree_target_peers: 8,
@@ -328,7 +334,8 @@ impl NodeBuilder {
         .map_err(|source| StartError::Bind {
             addr: self.bind,
             source,
-        })?;
+        })?
+        .with_inbound_limit(self.config.inbound_limit);
         let local_addr = transport.local_addr();
         let transport = transport.start();
 

@@ -1,9 +1,11 @@
 //! [`TransportActor`]: the node's UDP socket behind the packet codec.
 //!
 //! Inbound, `UdpFramed` decodes each datagram with the [`PacketCodec`]; a dropped datagram is
-//! counted by reason, an authenticated one is reported to every observer (every authenticated
-//! packet is a heartbeat) and routed by its packet type to the recipient registered for it,
-//! through `try_send`: a full mailbox drops the message and counts it.
+//! counted by reason; an authenticated one beyond its source's [`InboundLimit`] is dropped
+//! and counted (`rate_limited`); the others are reported to every observer (every
+//! authenticated packet is a heartbeat) and routed by their packet type to the recipient
+//! registered for it, through `try_send`: a full mailbox drops the message and counts it
+//! (`mailbox_full`, and by type).
 //!
 //! Outbound, [`SendMessage`] is sealed synchronously by the same codec and handed to the
 //! kernel with `try_send_to`. The kernel's socket buffer is the only send queue, so it is
@@ -22,7 +24,7 @@ use bytes::BytesMut;
 use futures::StreamExt;
 use gossip_core::{Envelope, NodeId, PacketType};
 use gossip_net::sim::{SimSender, SimSocket};
-use gossip_net::{Decoded, DropCounts, EncodeError, PacketCodec};
+use gossip_net::{Decoded, DropCounts, EncodeError, InboundLimit, InboundLimiter, PacketCodec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::UdpSocket;
@@ -69,8 +71,13 @@ pub struct TransportStats {
     pub injected_loss: u64,
     /// Authenticated messages of a kind no actor registered for.
     pub unrouted: u64,
+    /// Authenticated datagrams dropped because their source address exceeded its
+    /// [`InboundLimit`] (before any protocol saw them).
+    pub rate_limited: u64,
     /// Authenticated messages dropped because the routed actor's mailbox was full.
     pub mailbox_full: u64,
+    /// The same drops by packet type (which protocol's actor was overloaded).
+    pub mailbox_full_by_type: PacketTypeCounts,
     /// Datagrams sent, by packet type.
     pub sent_by_type: PacketTypeCounts,
     /// Authenticated datagrams received, by packet type.
@@ -177,6 +184,7 @@ pub struct TransportActor {
     fault: FaultInjection,
     rng: StdRng,
     buf: BytesMut,
+    limiter: InboundLimiter,
     stats: TransportStats,
 }
 
@@ -216,8 +224,17 @@ impl TransportActor {
             fault,
             rng: StdRng::seed_from_u64(rng_seed),
             buf: BytesMut::with_capacity(gossip_net::MAX_UDP_PAYLOAD),
+            limiter: InboundLimiter::new(InboundLimit::unlimited()),
             stats: TransportStats::default(),
         })
+    }
+
+    /// Admits at most `limit` authenticated datagrams per source address (see
+    /// [`gossip_net::limit`]); the rest are dropped before routing and counted in
+    /// [`TransportStats::rate_limited`]. Without it every datagram is admitted.
+    pub fn with_inbound_limit(mut self, limit: InboundLimit) -> Self {
+        self.limiter = InboundLimiter::new(limit);
+        self
     }
 
     /// The bound address.
@@ -276,6 +293,10 @@ impl TransportActor {
         let kind = envelope.message.packet_type();
         self.stats.received_by_type.record(kind);
         let received_at = tokio::time::Instant::now().into_std();
+        if !self.limiter.admit(received_at, from) {
+            self.stats.rate_limited += 1;
+            return;
+        }
         for observer in &self.observers {
             // Observers learn liveness; losing one report under overload is harmless.
             let _ = observer.try_send(PeerStatus::Seen {
@@ -304,7 +325,10 @@ impl TransportActor {
         };
         match route.try_send(inbound) {
             Ok(()) => {}
-            Err(actix::prelude::SendError::Full(_)) => self.stats.mailbox_full += 1,
+            Err(actix::prelude::SendError::Full(_)) => {
+                self.stats.mailbox_full += 1;
+                self.stats.mailbox_full_by_type.record(kind);
+            }
             Err(actix::prelude::SendError::Closed(_)) => {
                 self.stats.unrouted += 1;
                 match app_kind {
