@@ -670,6 +670,8 @@ pub struct StateStatsEvent {
     pub nodes_learned: u64,
     /// Nodes not learned because `max_nodes` were known.
     pub nodes_refused: u64,
+    /// Entries refused because other nodes' state held had reached `max_state_bytes`.
+    pub bytes_refused: u64,
     pub exchanges_timed_out: u64,
     /// Datagrams not handed to the full transport mailbox.
     pub transport_full: u64,
@@ -693,6 +695,7 @@ impl StateStatsEvent {
             entries_left_out: core.entries_left_out,
             nodes_learned: core.nodes_learned,
             nodes_refused: core.nodes_refused,
+            bytes_refused: core.bytes_refused,
             exchanges_timed_out: core.exchanges_timed_out,
             transport_full: stats.transport_full,
             notifications_dropped: stats.notifications_dropped,

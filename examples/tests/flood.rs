@@ -233,7 +233,7 @@ fn kernel_drops(port: u16) -> u64 {
 /// | five protocol mailboxes (transport → actor) | 5 × 4,096 × (1,400 B + 256 B) |
 /// | transport mailbox (actors → transport) | 4,096 × (1,400 B + 256 B) |
 /// | event channel (node → subscribers) | 4,096 × (1,400 B + 256 B) |
-/// | Scuttlebutt state of strangers | 10,000 nodes × (512 B + one entry of 128 + 1,024 B) |
+/// | Scuttlebutt state of other nodes | `max_state_bytes` 64 MiB + 10,000 nodes × 512 B |
 /// | forgotten/rumour indexes | 2 × 10,000 × 128 B |
 /// | CYCLON view, dead set, pending | (20 + 1,024 + 4) × 128 B |
 /// | failure detector | 4,096 peers × (100 samples × 8 B + 256 B) |
@@ -248,7 +248,7 @@ fn memory_bound(idle_kib: u64) -> u64 {
         5 * 4_096 * (d + 256),
         4_096 * (d + 256),
         4_096 * (d + 256),
-        10_000 * (512 + 128 + 1_024),
+        (64 << 20) + 10_000 * 512,
         2 * 10_000 * 128,
         (20 + 1_024 + 4) * 128,
         4_096 * (100 * 8 + 256),
@@ -492,7 +492,7 @@ fn a_flooded_node_stays_within_its_memory_bound_and_keeps_delivering() {
     println!(
         "victim: received {} datagrams, dropped by the kernel (socket buffer full) \
          {dropped_by_kernel}, dropped by the codec {drops:?}, rate-limited {}, mailbox full {}, \
-         mailbox full by type {}, unrouted {}, flood deliveries {}, state nodes refused {}",
+         mailbox full by type {}, unrouted {}, flood deliveries {}, state nodes refused {}, state entries refused for bytes {}",
         stats["datagrams_received"],
         stats["rate_limited"],
         stats["mailbox_full"],
@@ -500,6 +500,7 @@ fn a_flooded_node_stays_within_its_memory_bound_and_keeps_delivering() {
         stats["unrouted"],
         victim.other_deliveries.load(Ordering::Relaxed),
         stats["state"]["nodes_refused"],
+        stats["state"]["bytes_refused"],
     );
     println!(
         "victim memory: idle {idle_rss} KiB, peak {peak_rss} KiB (VmHWM), now {rss_now} KiB, \

@@ -135,6 +135,11 @@ impl StateMessage {
     }
 }
 
+/// Bytes an entry counts beyond its key and value for [`ReconcileConfig::max_state_bytes`]:
+/// its version, expiry, the `String` and `Bytes` headers and the vector slot (about 96 bytes
+/// on 64-bit targets), rounded up.
+pub const ENTRY_OVERHEAD: usize = 128;
+
 /// Most seed addresses a [`Reconcile`] holds (constructor and [`Reconcile::add_seed`]).
 pub const MAX_SEEDS: usize = 256;
 
@@ -325,6 +330,9 @@ pub struct ReconcileStats {
     pub nodes_refused: u64,
     /// Received keys refused because the owner already had `max_keys_per_owner` keys here.
     pub keys_refused: u64,
+    /// Received entries refused because other nodes' state held here had reached
+    /// `max_state_bytes`.
+    pub bytes_refused: u64,
     /// Received entries with a key or value above the configured maximum, refused.
     pub oversized_entries: u64,
     /// Node deltas whose `from_version` was above the version held: entries ignored (the
@@ -374,6 +382,8 @@ pub struct ReconcileOccupancy {
     pub largest_owner: usize,
     /// Tombstones awaiting collection.
     pub tombstones: usize,
+    /// Bytes of other nodes' state held (≤ `max_state_bytes`; see its doc for what counts).
+    pub state_bytes: usize,
     /// Exchanges awaiting a reply (≤ `max_outstanding_exchanges`).
     pub outstanding: usize,
     /// Queued transmits; with `queued_events` ≤ `output_queue_capacity`.
@@ -585,6 +595,8 @@ pub struct Reconcile<R: Rng> {
     /// Where the next digest page starts on the id ring.
     cursor: NodeId,
     outstanding: BTreeMap<SocketAddr, Outstanding>,
+    /// Sum of `NodeState::bytes` over the other nodes.
+    state_bytes: usize,
     next_round: Instant,
     flow: FlowControl,
     transmits: VecDeque<StateTransmit>,
@@ -651,6 +663,7 @@ impl<R: Rng> Reconcile<R> {
             gc_queue: BTreeSet::new(),
             cursor,
             outstanding: BTreeMap::new(),
+            state_bytes: 0,
             next_round,
             flow,
             transmits: VecDeque::new(),
@@ -727,6 +740,7 @@ impl<R: Rng> Reconcile<R> {
                 .max()
                 .unwrap_or(0),
             tombstones: self.gc_queue.len(),
+            state_bytes: self.state_bytes,
             outstanding: self.outstanding.len(),
             queued_transmits: self.transmits.len(),
             queued_events: self.events.len(),
@@ -1117,7 +1131,21 @@ impl<R: Rng> Reconcile<R> {
                 st.entries.remove(i);
                 st.gc_version = st.gc_version.max(version);
                 self.stats.tombstones_collected += 1;
+                self.refresh_bytes(node);
             }
+        }
+    }
+
+    /// Re-accounts `node`'s held bytes in the `max_state_bytes` total (the local node is not
+    /// counted).
+    fn refresh_bytes(&mut self, node: NodeId) {
+        if node == self.local {
+            return;
+        }
+        if let Some(st) = self.nodes.get_mut(&node) {
+            let held = st.held_bytes();
+            self.state_bytes = self.state_bytes.saturating_sub(st.bytes) + held;
+            st.bytes = held;
         }
     }
 
@@ -1139,6 +1167,7 @@ impl<R: Rng> Reconcile<R> {
             let Some(st) = self.nodes.remove(&id) else {
                 continue;
             };
+            self.state_bytes = self.state_bytes.saturating_sub(st.bytes);
             for e in &st.entries {
                 if let Some(expires) = e.expires {
                     self.gc_queue.remove(&(expires, id, e.key.clone()));
@@ -1747,7 +1776,9 @@ impl<R: Rng> Reconcile<R> {
     fn apply_deltas(&mut self, now: Instant, deltas: Vec<NodeDelta>) {
         let mut events = Vec::new();
         for delta in deltas {
+            let node = delta.node;
             self.apply_delta(now, delta, &mut events);
+            self.refresh_bytes(node);
         }
         self.queue_events(events);
     }
@@ -1872,6 +1903,13 @@ impl<R: Rng> Reconcile<R> {
             }
             return;
         }
+        // Room left in the byte budget, with this owner's state as it is now (a restart or
+        // reset above may have freed some).
+        let others = self.state_bytes.saturating_sub(st.bytes);
+        let mut room = self
+            .config
+            .max_state_bytes
+            .saturating_sub(others + st.held_bytes());
         let mut stopped = false;
         for e in d.entries {
             if e.version <= st.max_version {
@@ -1891,6 +1929,19 @@ impl<R: Rng> Reconcile<R> {
                 stopped = true;
                 break;
             }
+            // The entry replaces the key's current and old (rebuild) entries, freeing theirs.
+            let bytes = state::entry_bytes(e.key.len(), e.value.as_ref().map_or(0, Bytes::len));
+            let freed = st.find(&e.key).map_or(0, |i| st.entries[i].held_bytes())
+                + st.find_stale(&e.key)
+                    .map_or(0, |i| st.stale[i].held_bytes());
+            let available = room + freed;
+            if bytes > available {
+                self.stats.bytes_refused += 1;
+                st.max_version = e.version - 1;
+                stopped = true;
+                break;
+            }
+            room = available - bytes;
             let visible_before = upsert(
                 &mut self.gc_queue,
                 grace,
