@@ -70,7 +70,14 @@
 //! deleted value, so it gets a *reset* instead of deltas: it keeps its old values readable,
 //! rebuilds the owner's state from version 0, and drops whatever the rebuilt state lacks once
 //! it is complete; it never gossips the old values, so they cannot come back. A delta with a
-//! higher generation replaces all state of that node (a restart). A node reported dead whose
+//! higher generation replaces all state of that node (a restart). A node that persisted its
+//! own live entries (the actors keep them in the store, durable before a write is
+//! acknowledged) restarts in a higher generation and replays them with
+//! [`Reconcile::restore`]: its peers then hold exactly its acknowledged values, and a key it
+//! deleted is absent from the new generation, so nothing resurrects. Keeping the old
+//! generation instead would need the heartbeat, versions, tombstones and gc version to be
+//! persisted in step with every write, and still could not tell peers to drop versions that
+//! were gossiped but never made durable. A node reported dead whose
 //! heartbeat has not advanced for `dead_node_grace` is forgotten, and remembered as forgotten
 //! as long again.
 //!
