@@ -4,8 +4,10 @@
 //!
 //! # Storage and identity
 //!
-//! `--store PATH` keeps the node's feed logs, peer clocks and follows in a redb file (created
-//! if missing); without it they live in memory and are lost at exit. `--identity-file PATH`
+//! `--store PATH` keeps the node's feed logs, peer clocks, follows and its own key/value
+//! entries in a redb file (created if missing); without it they live in memory and are lost
+//! at exit. A node restarted on its store republishes its own entries in a new generation, so
+//! every `set` it acknowledged survives a crash. `--identity-file PATH`
 //! holds the node's ed25519 secret seed as 64 hex digits; a missing file is created with a
 //! fresh random identity (mode 0600 on unix), so a node restarted with the same file keeps
 //! its node id and feed id. Without it the identity is random (drawn from `--seed-rng` when
@@ -41,8 +43,8 @@
 //!   answering `verify-log` (`error` only when `ok` is false);
 //! - `{"event":"feed_forked","feed":"<hex>"}` when a followed feed is found forked;
 //! - `{"event":"set","key":"...","version":N,"at_us":T}` once a `set` or `try_set` is applied
-//!   to the local state (`at_us` read after it returned; `version` is this node's version of
-//!   the write), and `{"event":"deleted","key":"...","version":N|null,"at_us":T}` for a
+//!   to the local state and durable in the store (`at_us` read after it returned; `version`
+//!   is this node's version of the write within its current generation), and `{"event":"deleted","key":"...","version":N|null,"at_us":T}` for a
 //!   `delete` (`version` null when the key held no value);
 //! - `{"event":"value","node":"<hex>","key":"...","value":"<utf-8, lossy>"|null,
 //!   "version":N|null}` answering `get` (nulls when the key is not held);
@@ -211,6 +213,17 @@ pub struct NodeArgs {
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub snapshot_ms: Option<u64>,
 
+    /// Authenticated datagrams admitted per second from one source address (a token bucket;
+    /// beyond it they are dropped and counted as `rate_limited`); 0 turns the limit off. File:
+    /// `inbound_limit.rate`. Default: 1000.
+    #[arg(long, value_name = "N")]
+    pub inbound_rate: Option<u32>,
+
+    /// Datagrams one source may send at once after a quiet period (the bucket's size; >= 1
+    /// when the rate is not 0). File: `inbound_limit.burst`. Default: 2000.
+    #[arg(long, value_name = "N")]
+    pub inbound_burst: Option<u32>,
+
     /// The ids of the flags given on the command line (recorded by
     /// [`NodeArgs::parse_args`]), which override `--config`. `None` (arguments built another
     /// way) means every flag overrides the file.
@@ -318,6 +331,12 @@ impl NodeArgs {
         }
         if self.overrides("max_datagram") {
             config.node.max_datagram = self.max_datagram;
+        }
+        if let Some(rate) = self.inbound_rate {
+            config.node.inbound_limit.rate = rate;
+        }
+        if let Some(burst) = self.inbound_burst {
+            config.node.inbound_limit.burst = burst;
         }
         config.validate()?;
         let options = &config.options;
@@ -849,6 +868,12 @@ pub struct StatsEvent {
     pub send_would_block: u64,
     pub send_errors: u64,
     pub mailbox_full: u64,
+    /// The same by packet type name (types with none left out).
+    pub mailbox_full_by_type: BTreeMap<&'static str, u64>,
+    /// Authenticated datagrams dropped because their source exceeded its rate.
+    pub rate_limited: u64,
+    /// Authenticated messages of a kind no actor is registered for.
+    pub unrouted: u64,
     /// Datagrams the dissemination actor could not hand to the full transport mailbox.
     pub transport_full: u64,
     /// Feed replication.
@@ -881,6 +906,10 @@ pub struct StateStatsEvent {
     /// Entries a peer lacked that did not fit the datagram (the flow-control overflow).
     pub entries_left_out: u64,
     pub nodes_learned: u64,
+    /// Nodes not learned because `max_nodes` were known.
+    pub nodes_refused: u64,
+    /// Entries refused because other nodes' state held had reached `max_state_bytes`.
+    pub bytes_refused: u64,
     pub exchanges_timed_out: u64,
     /// Datagrams not handed to the full transport mailbox.
     pub transport_full: u64,
@@ -903,6 +932,8 @@ impl StateStatsEvent {
             entries_sent: core.entries_sent,
             entries_left_out: core.entries_left_out,
             nodes_learned: core.nodes_learned,
+            nodes_refused: core.nodes_refused,
+            bytes_refused: core.bytes_refused,
             exchanges_timed_out: core.exchanges_timed_out,
             transport_full: stats.transport_full,
             notifications_dropped: stats.notifications_dropped,
@@ -1070,6 +1101,14 @@ impl StatsEvent {
             send_would_block: t.send_would_block,
             send_errors: t.send_errors,
             mailbox_full: t.mailbox_full,
+            mailbox_full_by_type: t
+                .mailbox_full_by_type
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(kind, n)| (kind.name(), n))
+                .collect(),
+            unrouted: t.unrouted,
+            rate_limited: t.rate_limited,
             transport_full: stats.dissemination.transport_full,
             feeds: FeedStatsEvent::of(&stats.feeds),
             state: StateStatsEvent::of(&stats.state),

@@ -38,7 +38,8 @@ pub enum NodeConfigError {
         /// The configured value, in bytes.
         value: usize,
     },
-    /// A capacity that must be at least 1 is 0 (`event_capacity`, `set_queue_capacity`).
+    /// A capacity that must be at least 1 is 0 (`event_capacity`, `set_queue_capacity`,
+    /// `inbound_limit.burst` while `inbound_limit.rate` is not 0).
     #[error("{field} is 0 but must be at least 1")]
     ZeroCapacity {
         /// The field.
@@ -182,6 +183,11 @@ impl NodeConfig {
             Ok(()) => {}
             Err(FaultConfigError::Loss(value)) => return Err(NodeConfigError::Loss { value }),
             Err(error) => return Err(NodeConfigError::Fault { error }),
+        }
+        if self.inbound_limit.rate > 0 && self.inbound_limit.burst == 0 {
+            return Err(NodeConfigError::ZeroCapacity {
+                field: "inbound_limit.burst",
+            });
         }
         if self.event_capacity == 0 {
             return Err(NodeConfigError::ZeroCapacity {

@@ -101,7 +101,18 @@ pub struct DisseminationActorStats {
     pub no_peers: u64,
     /// Peer selections that failed because discovery had stopped.
     pub discovery_errors: u64,
+    /// Transmits to random peers dropped because [`MAX_SELECTIONS_IN_FLIGHT`] peer
+    /// selections were already waiting for discovery.
+    pub selections_dropped: u64,
 }
+
+/// Peer selections (with the messages waiting for them) the dissemination actor keeps
+/// waiting for discovery's answer at once; beyond it a transmit to random peers is dropped
+/// and counted (`selections_dropped`), as a lossy network would. Each holds at most one
+/// datagram's worth of messages, so this bounds the shell's own buffering to about
+/// 1,024 × 1,400 bytes. Discovery answers from the same arbiter within one turn, so the
+/// bound is reached only when discovery's mailbox is itself backed up.
+pub const MAX_SELECTIONS_IN_FLIGHT: usize = 1_024;
 
 /// The dissemination actor of one node. See the module docs.
 pub struct DisseminationActor {
@@ -110,6 +121,7 @@ pub struct DisseminationActor {
     discovery: DiscoveryRecipients,
     events: broadcast::Sender<NodeEvent>,
     timer: Option<SpawnHandle>,
+    selections_in_flight: usize,
     stats: DisseminationActorStats,
     span: tracing::Span,
 }
@@ -129,6 +141,7 @@ impl DisseminationActor {
             discovery,
             events,
             timer: None,
+            selections_in_flight: 0,
             stats: DisseminationActorStats::default(),
             span: tracing::Span::none(),
         }
@@ -158,13 +171,18 @@ impl DisseminationActor {
         messages: Vec<Message>,
         ctx: &mut Context<Self>,
     ) {
+        if self.selections_in_flight >= MAX_SELECTIONS_IN_FLIGHT {
+            self.stats.selections_dropped += messages.len() as u64;
+            return;
+        }
+        self.selections_in_flight += 1;
         let request = self
             .discovery
             .select_peers
             .send(SelectPeers { count, exclude });
-        let fut = request
-            .into_actor(self)
-            .map(move |result, act, _ctx| match result {
+        let fut = request.into_actor(self).map(move |result, act, _ctx| {
+            act.selections_in_flight = act.selections_in_flight.saturating_sub(1);
+            match result {
                 Ok(peers) if peers.is_empty() => act.stats.no_peers += 1,
                 Ok(peers) => {
                     for peer in peers {
@@ -174,7 +192,8 @@ impl DisseminationActor {
                     }
                 }
                 Err(_) => act.stats.discovery_errors += 1,
-            });
+            }
+        });
         ctx.spawn(fut);
     }
 

@@ -11,7 +11,7 @@ use gossip_core::tree::{FeedLinks, Tree, TreeConfig};
 use gossip_core::{MessageId, NodeId};
 use gossip_crypto::{Identity, Keyring};
 use gossip_net::sim::SimNetwork;
-use gossip_net::{DEFAULT_MAX_DATAGRAM, PacketCodec, Security};
+use gossip_net::{DEFAULT_MAX_DATAGRAM, InboundLimit, PacketCodec, Security};
 use gossip_store::NodeStore;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -40,7 +40,7 @@ use crate::state::{
     DeleteKey, FlowActorStats, FlowControlActor, GetFlowStats, GetNodeState, GetStateStats,
     GetValue, ListNodes, Set, StateActor, StateActorStats, TrySet, TryWrite,
 };
-use crate::store::{Fetch, Latest, Scan, StoreAddr};
+use crate::store::{Fetch, Latest, LoadOwnState, PutOwnGeneration, Scan, StoreAddr};
 use crate::transport::{FaultInjection, Socket, TransportActor, TransportStats};
 use gossip_core::PacketType;
 use gossip_core::failure::{FailureConfig, FailureDetector};
@@ -63,6 +63,11 @@ pub struct NodeConfig {
     pub max_datagram: usize,
     /// Deliberate faults for tests. Off by default.
     pub fault: FaultInjection,
+    /// Authenticated datagrams admitted per source address (a token bucket; see
+    /// [`gossip_net::limit`]): 1,000 per second with bursts of 2,000, 4,096 sources tracked.
+    /// Beyond it datagrams are dropped before any protocol sees them and counted in
+    /// [`TransportStats::rate_limited`]. [`InboundLimit::unlimited`] turns it off.
+    pub inbound_limit: InboundLimit,
     /// Events buffered per subscriber before a slow one starts skipping: 4,096. Bound: ≥ 1.
     pub event_capacity: usize,
     /// Per-feed broadcast tree parameters. Its `max_envelope_len` is set by the node from
@@ -113,6 +118,7 @@ impl Default for NodeConfig {
             dissemination: DisseminationConfig::default(),
             max_datagram: DEFAULT_MAX_DATAGRAM,
             fault: FaultInjection::default(),
+            inbound_limit: InboundLimit::default(),
             event_capacity: 4_096,
             tree: TreeConfig::default(),
             tree_target_peers: 8,
@@ -227,9 +233,12 @@ impl NodeBuilder {
         self
     }
 
-    /// Where the node keeps its feed logs, peer clocks and follows, served on a thread of its
-    /// own (default: a [`gossip_store::MemoryStore`] on the node's arbiter, lost at exit; use
-    /// `RedbStore::open(path)` to keep them).
+    /// Where the node keeps its feed logs, peer clocks, follows and its own key/value entries
+    /// and generation ([`gossip_store::own_state`]), served on a thread of its own (default: a
+    /// [`gossip_store::MemoryStore`] on the node's arbiter, lost at exit; use
+    /// `RedbStore::open(path)` to keep them). A node started on a store that holds its own
+    /// entries (same identity) runs with a higher generation and republishes them, so no
+    /// acknowledged `set` or `delete` is lost across a crash.
     pub fn store(mut self, store: impl NodeStore) -> Self {
         self.store = Some(Box::new(store));
         self
@@ -339,7 +348,8 @@ impl NodeBuilder {
         .map_err(|source| StartError::Bind {
             addr: self.bind,
             source,
-        })?;
+        })?
+        .with_inbound_limit(self.config.inbound_limit);
         let local_addr = transport.local_addr();
         // Every actor of the node logs inside this span, so each line names the node.
         let span = tracing::info_span!("node", id = %node_id.short(), addr = %local_addr);
@@ -417,7 +427,14 @@ impl NodeBuilder {
         if protocols.state {
             let mut state_config = self.config.state.clone();
             state_config.max_envelope_len = encoder_envelope_len;
-            let generation = clock();
+            let restored = match load_own_state(&store, &state_config, clock()).await {
+                Ok(restored) => restored,
+                Err(err) => {
+                    let _ = handle.shutdown().await;
+                    return Err(err);
+                }
+            };
+            let generation = restored.generation;
             let built = Reconcile::new(
                 node_id,
                 local_addr,
@@ -430,13 +447,20 @@ impl NodeBuilder {
             .and_then(|reconcile| {
                 FailureDetector::new(self.config.failure.clone(), now).map(|fd| (reconcile, fd))
             });
-            let (reconcile, detector) = match built {
+            let (mut reconcile, detector) = match built {
                 Ok(built) => built,
                 Err(err) => {
                     let _ = handle.shutdown().await;
                     return Err(err.into());
                 }
             };
+            for entry in restored.entries {
+                let key = entry.key;
+                if let Err(err) = reconcile.restore(now, &key, Bytes::from(entry.value)) {
+                    // Only a configuration tightened since the write refuses it.
+                    tracing::warn!(%key, %err, "stored key/value entry not restored");
+                }
+            }
             let failure = FailureDetectorActor::new(detector, node_id, events.clone())
                 .with_span(span.clone())
                 .start();
@@ -448,6 +472,7 @@ impl NodeBuilder {
                 events.clone(),
             )
             .with_span(span.clone())
+            .persist_to(store.clone())
             .start();
             let flow = FlowControlActor::new(
                 state.clone().recipient(),
@@ -738,8 +763,13 @@ impl NodeHandle {
     ///
     /// # Errors
     /// [`NodeError::Set`]: the key is too long or the value too large (naming both sizes), too
-    /// many keys, or `set_queue_capacity` updates already wait; [`NodeError::NotRunning`]
-    /// without the state protocol; [`NodeError::Stopped`] after shutdown.
+    /// many keys, or `set_queue_capacity` updates already wait (nothing changed); or
+    /// [`crate::state::SetError::Store`] when the write was applied but the store failed to
+    /// make it durable; [`NodeError::NotRunning`] without the state protocol;
+    /// [`NodeError::Stopped`] after shutdown.
+    ///
+    /// `Ok` means the write is durable in the node's store: it survives a crash and restart
+    /// of this node on the same store (see [`NodeBuilder::store`]).
     pub async fn set(
         &self,
         key: impl Into<String>,
@@ -945,6 +975,54 @@ impl NodeHandle {
         let _ = self.transport.send(Shutdown).await;
         Ok(())
     }
+}
+
+/// The local node's key/value state as found in the store at start.
+struct RestoredState {
+    /// The generation to run with: above the stored one (if any), recorded durably.
+    generation: u64,
+    /// The stored entries, in write order.
+    entries: Vec<gossip_store::OwnEntry>,
+}
+
+/// Reads the local node's persisted key/value entries ([`gossip_store::own_state`]) and
+/// chooses the generation of this run: `proposed` (the wall clock in ms), or one above the
+/// stored generation if the clock is not ahead of it (a clock stepped back, a restart within
+/// the same millisecond). The choice is made durable before the node gossips, so no two runs
+/// of a node id share a generation and peers replace the previous run's state with what is
+/// restored.
+async fn load_own_state(
+    store: &StoreAddr,
+    config: &gossip_core::reconcile::ReconcileConfig,
+    proposed: u64,
+) -> Result<RestoredState, StartError> {
+    let store_err = |e: gossip_store::StoreError| StartError::Store(e.to_string());
+    let stopped = |_| StartError::Store("the store actor stopped".into());
+    let (stored, entries) = store
+        .send(LoadOwnState {
+            limit: config.max_keys_per_owner,
+        })
+        .await
+        .map_err(stopped)?
+        .map_err(store_err)?;
+    let generation = match stored {
+        Some(stored) if stored >= proposed => stored.saturating_add(1),
+        _ => proposed,
+    };
+    store
+        .send(PutOwnGeneration(generation))
+        .await
+        .map_err(stopped)?
+        .map_err(store_err)?;
+    tracing::debug!(
+        generation,
+        entries = entries.len(),
+        "key/value state restored"
+    );
+    Ok(RestoredState {
+        generation,
+        entries,
+    })
 }
 
 /// Reads the local feed's head and the followed feeds from the store and builds the tree core

@@ -33,10 +33,12 @@ use crate::dissemination::NodeEvent;
 use crate::failure::{Heartbeat, Liveness};
 use crate::messages::{InboundMessage, PeerStatus, SendMessage, Shutdown};
 use crate::shell::{TimedShell, now, peer_span};
+use crate::store::{PutOwnEntry, StoreAddr};
 
-/// Sets a local key now, or refuses. Replies with the version taken.
+/// Sets a local key now, or refuses. Replies with the version taken, once the write is
+/// durable in the node's store (when the actor persists, see [`StateActor::persist_to`]).
 #[derive(Message, Clone, Debug)]
-#[rtype(result = "Result<u64, StateError>")]
+#[rtype(result = "Result<u64, SetError>")]
 pub struct TrySet {
     /// The key (at most the core's `max_key_len` bytes).
     pub key: String,
@@ -45,9 +47,9 @@ pub struct TrySet {
 }
 
 /// Deletes a local key (a tombstone). Replies with the version taken, `None` if the key held
-/// no value.
+/// no value, once the delete is durable in the node's store (when the actor persists).
 #[derive(Message, Clone, Debug)]
-#[rtype(result = "Result<Option<u64>, StateError>")]
+#[rtype(result = "Result<Option<u64>, SetError>")]
 pub struct Delete {
     /// The key.
     pub key: String,
@@ -124,6 +126,8 @@ pub struct StateActor {
     transport_full: u64,
     notifications_dropped: u64,
     span: tracing::Span,
+    /// Where the local node's own writes are persisted, with the generation they belong to.
+    store: Option<(StoreAddr, u64)>,
 }
 
 impl StateActor {
@@ -146,6 +150,7 @@ impl StateActor {
             transport_full: 0,
             notifications_dropped: 0,
             span: tracing::Span::none(),
+            store: None,
         }
     }
 
@@ -154,6 +159,51 @@ impl StateActor {
     pub fn with_span(mut self, span: tracing::Span) -> Self {
         self.span = span;
         self
+    }
+
+    /// Persists every local write in `store` ([`gossip_store::own_state`]) before answering
+    /// it: a `set` stores the entry with the core's generation and the version taken, a
+    /// `delete` removes it, and the reply comes once the store says the write is durable.
+    /// The write is applied to the core (and may be gossiped) at once; if the store then
+    /// fails, the caller gets [`SetError::Store`].
+    ///
+    /// Requests reach the store in the order the writes were applied, and the store serves
+    /// them in that order, so the stored entry of a key is its latest write.
+    pub fn persist_to(mut self, store: StoreAddr) -> Self {
+        let local = self.core.local_id();
+        let generation = self
+            .core
+            .digest_entry(&local)
+            .map_or(0, |entry| entry.generation);
+        self.store = Some((store, generation));
+        self
+    }
+
+    /// Records the write of `key` (`None`: deleted) at `version`; resolves when durable.
+    fn persist(
+        &self,
+        key: String,
+        version: u64,
+        value: Option<Bytes>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SetError>>>> {
+        let Some((store, generation)) = &self.store else {
+            return Box::pin(std::future::ready(Ok(())));
+        };
+        let request = store.request(PutOwnEntry {
+            key,
+            generation: *generation,
+            version,
+            value,
+        });
+        Box::pin(async move {
+            match request.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(SetError::Store(err)),
+                Err(_) => Err(SetError::Store(gossip_store::StoreError::Backend(
+                    "the store actor stopped".into(),
+                ))),
+            }
+        })
     }
 
     fn heartbeat(&mut self, node: NodeId) {
@@ -285,22 +335,31 @@ impl Handler<Liveness> for StateActor {
 }
 
 impl Handler<TrySet> for StateActor {
-    type Result = Result<u64, StateError>;
+    type Result = ResponseFuture<Result<u64, SetError>>;
 
     fn handle(&mut self, msg: TrySet, ctx: &mut Context<Self>) -> Self::Result {
-        let version = self.core.set(now(), &msg.key, msg.value)?;
+        let version = match self.core.set(now(), &msg.key, msg.value.clone()) {
+            Ok(version) => version,
+            Err(err) => return Box::pin(std::future::ready(Err(SetError::State(err)))),
+        };
         self.drain(ctx);
-        Ok(version)
+        let durable = self.persist(msg.key, version, Some(msg.value));
+        Box::pin(async move { durable.await.map(|()| version) })
     }
 }
 
 impl Handler<Delete> for StateActor {
-    type Result = Result<Option<u64>, StateError>;
+    type Result = ResponseFuture<Result<Option<u64>, SetError>>;
 
     fn handle(&mut self, msg: Delete, ctx: &mut Context<Self>) -> Self::Result {
-        let version = self.core.delete(now(), &msg.key)?;
+        let version = match self.core.delete(now(), &msg.key) {
+            Ok(Some(version)) => version,
+            Ok(None) => return Box::pin(std::future::ready(Ok(None))),
+            Err(err) => return Box::pin(std::future::ready(Err(SetError::State(err)))),
+        };
         self.drain(ctx);
-        Ok(version)
+        let durable = self.persist(msg.key, version, None);
+        Box::pin(async move { durable.await.map(|()| Some(version)) })
     }
 }
 
@@ -372,7 +431,7 @@ pub struct DeleteKey {
 #[rtype(result = "Result<u64, SetError>")]
 pub struct TryWrite(pub TrySet);
 
-/// Why a local write failed. The state did not change in any case.
+/// Why a local write failed. The state did not change, except for [`SetError::Store`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SetError {
@@ -388,9 +447,14 @@ pub enum SetError {
         /// The queue's bound, in updates.
         capacity: usize,
     },
-    /// The update itself was refused (key too long, value too large, too many keys).
+    /// The update itself was refused (key too long, value too large, too many keys, or above
+    /// the rate for a `try_set`). The state did not change.
     #[error(transparent)]
     State(StateError),
+    /// The write was applied to the node's state (and may have been gossiped) but the store
+    /// failed to make it durable: it may be lost if the node restarts.
+    #[error("the write is not durable: {0}")]
+    Store(gossip_store::StoreError),
     /// The state actor has stopped.
     #[error("the state actor has stopped")]
     Stopped,
@@ -414,7 +478,7 @@ pub struct FlowActorStats {
 
 /// A write on its way to the state actor: the version taken (`None`: nothing to delete).
 type WriteRequest = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Result<Option<u64>, StateError>, MailboxError>>>,
+    Box<dyn std::future::Future<Output = Result<Result<Option<u64>, SetError>, MailboxError>>>,
 >;
 
 enum Write {
@@ -478,7 +542,7 @@ impl FlowControlActor {
         ctx.spawn(request.into_actor(self).map(move |result, act, ctx| {
             act.busy = false;
             match result {
-                Ok(Err(StateError::Backpressure(bp))) => {
+                Ok(Err(SetError::State(StateError::Backpressure(bp)))) => {
                     act.stats.delayed += 1;
                     act.queue.push_front((write, reply));
                     act.busy = true;
@@ -492,7 +556,7 @@ impl FlowControlActor {
                     let _ = reply.send(Ok(version));
                 }
                 Ok(Err(err)) => {
-                    let _ = reply.send(Err(SetError::State(err)));
+                    let _ = reply.send(Err(err));
                 }
                 Err(_) => {
                     let _ = reply.send(Err(SetError::Stopped));
@@ -567,8 +631,7 @@ impl Handler<TryWrite> for FlowControlActor {
         let request = self.state.send(msg.0);
         Box::pin(async move {
             match request.await {
-                Ok(Ok(version)) => Ok(version),
-                Ok(Err(err)) => Err(SetError::State(err)),
+                Ok(result) => result,
                 Err(_) => Err(SetError::Stopped),
             }
         })

@@ -96,6 +96,50 @@ pub struct Scan {
     pub limit: usize,
 }
 
+/// Records a write of the local node's key/value state ([`gossip_store::own_state`]):
+/// `Some(value)` stores the entry, `None` (a delete) removes it. Durable when the reply is
+/// `Ok`.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct PutOwnEntry {
+    /// The key.
+    pub key: String,
+    /// The generation the node runs with.
+    pub generation: u64,
+    /// The owner's version of the write.
+    pub version: u64,
+    /// The value; `None` for a delete.
+    pub value: Option<bytes::Bytes>,
+}
+
+/// Reads the local node's stored key/value state: replies with the stored generation and up
+/// to `limit` stored entries, in write order.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<(Option<u64>, Vec<gossip_store::OwnEntry>), StoreError>")]
+pub struct LoadOwnState {
+    /// Most entries read (the state's `max_keys_per_owner`).
+    pub limit: usize,
+}
+
+/// Records the generation the local node's key/value state runs with now. Durable when the
+/// reply is `Ok`.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct PutOwnGeneration(pub u64);
+
+fn put_own_entry(s: &mut dyn NodeStore, msg: &PutOwnEntry) -> Result<(), StoreError> {
+    match &msg.value {
+        Some(value) => s.put_own_entry(&msg.key, msg.generation, msg.version, value),
+        None => s.remove_own_entry(&msg.key).map(|_| ()),
+    }
+}
+
+type Loaded = (Option<u64>, Vec<gossip_store::OwnEntry>);
+
+fn load_own_state(s: &mut dyn NodeStore, msg: &LoadOwnState) -> Result<Loaded, StoreError> {
+    Ok((s.own_generation()?, s.own_entries(msg.limit)?))
+}
+
 /// The storage actor on its own thread, for stores that touch the disk. See the module docs.
 pub struct StoreActor {
     store: Arc<Mutex<Box<dyn NodeStore>>>,
@@ -136,6 +180,27 @@ impl StoreAddr {
     /// Starts `store` on the current arbiter (only for stores that never block).
     pub fn inline(store: Box<dyn NodeStore>) -> Self {
         StoreAddr::Inline(InlineStoreActor { store }.start())
+    }
+
+    /// Enqueues `msg` in the store's mailbox now (so requests made one after the other are
+    /// served in that order) and returns the future of the reply.
+    ///
+    /// # Errors
+    /// The future resolves to [`MailboxError`] if the store actor has stopped.
+    pub fn request<M>(
+        &self,
+        msg: M,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<M::Result, MailboxError>>>>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        StoreActor: Handler<M>,
+        InlineStoreActor: Handler<M>,
+    {
+        match self {
+            StoreAddr::Threaded(addr) => Box::pin(addr.send(msg)),
+            StoreAddr::Inline(addr) => Box::pin(addr.send(msg)),
+        }
     }
 
     /// Sends `msg` to the store and waits for the reply.
@@ -190,6 +255,9 @@ inline_handlers! {
     Put => Result<(), StoreError>, |s, msg| s.put(msg.table, &msg.key, &msg.value);
     Remove => Result<bool, StoreError>, |s, msg| s.delete(msg.table, &msg.key);
     Scan => Result<Vec<gossip_store::Entry>, StoreError>, |s, msg| s.range(msg.table, &[], &[0xff; 64], msg.limit);
+    PutOwnEntry => Result<(), StoreError>, |s, msg| put_own_entry(s, &msg);
+    LoadOwnState => Result<Loaded, StoreError>, |s, msg| load_own_state(s, &msg);
+    PutOwnGeneration => Result<(), StoreError>, |s, msg| s.put_own_generation(msg.0);
 }
 
 impl StoreActor {
@@ -268,5 +336,26 @@ impl Handler<Scan> for StoreActor {
     type Result = Result<Vec<gossip_store::Entry>, StoreError>;
     fn handle(&mut self, msg: Scan, _: &mut SyncContext<Self>) -> Self::Result {
         self.with(|s| s.range(msg.table, &[], &[0xff; 64], msg.limit))
+    }
+}
+
+impl Handler<PutOwnEntry> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: PutOwnEntry, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| put_own_entry(s, &msg))
+    }
+}
+
+impl Handler<LoadOwnState> for StoreActor {
+    type Result = Result<Loaded, StoreError>;
+    fn handle(&mut self, msg: LoadOwnState, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| load_own_state(s, &msg))
+    }
+}
+
+impl Handler<PutOwnGeneration> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: PutOwnGeneration, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with(|s| s.put_own_generation(msg.0))
     }
 }

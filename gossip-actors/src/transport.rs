@@ -1,9 +1,11 @@
 //! [`TransportActor`]: the node's UDP socket behind the packet codec.
 //!
 //! Inbound, `UdpFramed` decodes each datagram with the [`PacketCodec`]; a dropped datagram is
-//! counted by reason, an authenticated one is reported to every observer (every authenticated
-//! packet is a heartbeat) and routed by its packet type to the recipient registered for it,
-//! through `try_send`: a full mailbox drops the message and counts it.
+//! counted by reason; an authenticated one beyond its source's [`InboundLimit`] is dropped
+//! and counted (`rate_limited`); the others are reported to every observer (every
+//! authenticated packet is a heartbeat) and routed by their packet type to the recipient
+//! registered for it, through `try_send`: a full mailbox drops the message and counts it
+//! (`mailbox_full`, and by type).
 //!
 //! Outbound, [`SendMessage`] is sealed synchronously by the same codec and handed to the
 //! kernel with `try_send_to`. The kernel's socket buffer is the only send queue, so it is
@@ -31,7 +33,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use gossip_core::{Envelope, NodeId, PacketType};
 use gossip_net::sim::{SimSender, SimSocket};
-use gossip_net::{Decoded, DropCounts, EncodeError, PacketCodec};
+use gossip_net::{Decoded, DropCounts, EncodeError, InboundLimit, InboundLimiter, PacketCodec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::UdpSocket;
@@ -209,8 +211,13 @@ pub struct TransportStats {
     pub injected_delay_overflow: u64,
     /// Authenticated messages of a kind no actor registered for.
     pub unrouted: u64,
+    /// Authenticated datagrams dropped because their source address exceeded its
+    /// [`InboundLimit`] (before any protocol saw them).
+    pub rate_limited: u64,
     /// Authenticated messages dropped because the routed actor's mailbox was full.
     pub mailbox_full: u64,
+    /// The same drops by packet type (which protocol's actor was overloaded).
+    pub mailbox_full_by_type: PacketTypeCounts,
     /// Datagrams sent, by packet type.
     pub sent_by_type: PacketTypeCounts,
     /// Authenticated datagrams received, by packet type.
@@ -333,6 +340,7 @@ pub struct TransportActor {
     next_delay_token: u64,
     /// The timer that releases the earliest held-back datagram, and when it fires.
     delay_timer: Option<(tokio::time::Instant, SpawnHandle)>,
+    limiter: InboundLimiter,
     stats: TransportStats,
     span: tracing::Span,
 }
@@ -376,6 +384,7 @@ impl TransportActor {
             delayed: BTreeMap::new(),
             next_delay_token: 0,
             delay_timer: None,
+            limiter: InboundLimiter::new(InboundLimit::unlimited()),
             stats: TransportStats::default(),
             span: tracing::Span::none(),
         })
@@ -385,6 +394,14 @@ impl TransportActor {
     /// the node builder), so its log lines name the node.
     pub fn with_span(mut self, span: tracing::Span) -> Self {
         self.span = span;
+        self
+    }
+
+    /// Admits at most `limit` authenticated datagrams per source address (see
+    /// [`gossip_net::limit`]); the rest are dropped before routing and counted in
+    /// [`TransportStats::rate_limited`]. Without it every datagram is admitted.
+    pub fn with_inbound_limit(mut self, limit: InboundLimit) -> Self {
+        self.limiter = InboundLimiter::new(limit);
         self
     }
 
@@ -521,6 +538,10 @@ impl TransportActor {
             .received_bytes_by_type
             .add(kind, decoded.len as u64);
         let received_at = tokio::time::Instant::now().into_std();
+        if !self.limiter.admit(received_at, from) {
+            self.stats.rate_limited += 1;
+            return;
+        }
         for observer in &self.observers {
             // Observers learn liveness; losing one report under overload is harmless.
             let _ = observer.try_send(PeerStatus::Seen {
@@ -549,7 +570,10 @@ impl TransportActor {
         };
         match route.try_send(inbound) {
             Ok(()) => {}
-            Err(actix::prelude::SendError::Full(_)) => self.stats.mailbox_full += 1,
+            Err(actix::prelude::SendError::Full(_)) => {
+                self.stats.mailbox_full += 1;
+                self.stats.mailbox_full_by_type.record(kind);
+            }
             Err(actix::prelude::SendError::Closed(_)) => {
                 self.stats.unrouted += 1;
                 match app_kind {

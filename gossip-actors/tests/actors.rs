@@ -379,3 +379,86 @@ async fn the_transport_routes_authenticated_messages_and_counts_bad_datagrams() 
     assert_eq!(routed[0].message, ack.message);
     assert_eq!(routed[0].from, raw.local_addr().unwrap());
 }
+
+/// One source beyond its token bucket is dropped before routing and counted; another source
+/// is not affected.
+#[actix::test]
+async fn the_transport_rate_limits_each_source_and_counts_the_drops() {
+    let keyring = Arc::new(Keyring::new(Key::from_bytes([3; 32])));
+    let security = Security::Encrypted(keyring);
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let transport = TransportActor::new(
+        NodeId([1; 32]),
+        socket,
+        PacketCodec::new(security.clone(), 1400).unwrap(),
+        PacketCodec::new(security.clone(), 1400).unwrap(),
+        FaultInjection::default(),
+        1,
+    )
+    .unwrap()
+    .with_inbound_limit(gossip_actors::net::InboundLimit {
+        rate: 1,
+        burst: 5,
+        ..gossip_actors::net::InboundLimit::default()
+    });
+    let addr = transport.local_addr();
+    let transport = transport.start();
+    let (routed, route) = recorder::<InboundMessage>();
+    transport
+        .send(RegisterRoute {
+            kinds: vec![PacketType::PushAck],
+            recipient: route.start().recipient(),
+        })
+        .await
+        .unwrap();
+
+    let mut codec = PacketCodec::new(security, 1400).unwrap();
+    let flooder = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let honest = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut send = async |socket: &tokio::net::UdpSocket, n: u8| {
+        let ack = Envelope {
+            sender: NodeId([2; 32]),
+            message: Message::PushAck {
+                id: MessageId([n; 16]),
+            },
+        };
+        let mut datagram = BytesMut::new();
+        codec.encode_datagram(&ack, &mut datagram).unwrap();
+        socket.send_to(&datagram, addr).await.unwrap();
+    };
+    for n in 0..20 {
+        send(&flooder, n).await;
+    }
+    for n in 0..3 {
+        send(&honest, 100 + n).await;
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = transport.send(GetTransportStats).await.unwrap();
+        if stats.datagrams_received == 23 {
+            // Well within a second of real time: the flooder's burst of 5 and at most one
+            // refilled token pass, the honest source's 3 all pass.
+            assert!(
+                (14..=15).contains(&stats.rate_limited),
+                "{}",
+                stats.rate_limited
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "datagrams arrive on loopback"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    settle().await;
+    let routed = routed.lock().unwrap().clone();
+    let from_honest = routed
+        .iter()
+        .filter(|m| m.from == honest.local_addr().unwrap())
+        .count();
+    assert_eq!(from_honest, 3);
+    let from_flooder = routed.len() - from_honest;
+    assert!((5..=6).contains(&from_flooder), "{from_flooder}");
+}

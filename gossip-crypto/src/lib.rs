@@ -456,8 +456,15 @@ impl Keyring {
         aad: &[u8],
         body: &mut [u8],
     ) -> Result<(), CryptoError> {
-        let (nonce, rest) = split_body(body)?;
+        let (nonce, _) = split_body(body)?;
         rng.fill_bytes(nonce);
+        self.seal_with_nonce(aad, body)
+    }
+
+    /// The sealing itself, once the nonce is in place. Not generic, so the AES-GCM loops are
+    /// compiled here (at this crate's optimisation level) and not in every caller.
+    fn seal_with_nonce(&self, aad: &[u8], body: &mut [u8]) -> Result<(), CryptoError> {
+        let (nonce, rest) = split_body(body)?;
         let (plaintext, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
         let computed = self
             .primary

@@ -23,6 +23,7 @@
 pub mod codec;
 pub mod drops;
 pub mod label;
+pub mod limit;
 pub mod sim;
 pub mod wire;
 
@@ -32,3 +33,4 @@ pub use codec::{
 };
 pub use drops::{DropCounts, DropReason};
 pub use label::{Cipher, LABEL_LEN, Label};
+pub use limit::{InboundLimit, InboundLimiter};

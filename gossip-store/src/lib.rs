@@ -70,9 +70,11 @@ use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
 
 mod encoding;
 mod memory;
+pub mod own_state;
 mod redb_store;
 
 pub use memory::MemoryStore;
+pub use own_state::{OWN_GENERATION_TABLE, OWN_STATE_TABLE, OwnEntry};
 pub use redb_store::RedbStore;
 
 #[cfg(test)]
@@ -196,6 +198,77 @@ pub trait Store: Send + 'static {
     ///
     /// [`StoreError::InvalidTable`]; [`StoreError::Backend`] if the backend fails.
     fn len(&self, table: &str) -> Result<usize, StoreError>;
+
+    /// Records the local node's write of `key` in its key/value state: `value` at the
+    /// owner's `version` within `generation` ([`OwnEntry`]), replacing any earlier entry of
+    /// the key. Stored in table [`OWN_STATE_TABLE`]; durable on return like
+    /// [`put`](Store::put), so the node acknowledges a `set` only after this returns `Ok`.
+    ///
+    /// The provided implementation is one [`put`](Store::put); see [`own_state`] for the
+    /// model (why deletes remove the row instead of keeping a tombstone).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] if the backend fails; nothing was written.
+    fn put_own_entry(
+        &mut self,
+        key: &str,
+        generation: u64,
+        version: u64,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        self.put(
+            OWN_STATE_TABLE,
+            key.as_bytes(),
+            &own_state::encode_entry(generation, version, value),
+        )
+    }
+
+    /// Records the local node's delete of `key`: removes its entry (see [`own_state`]).
+    /// Returns whether there was one. Durable on return.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] if the backend fails; nothing was removed.
+    fn remove_own_entry(&mut self, key: &str) -> Result<bool, StoreError> {
+        self.delete(OWN_STATE_TABLE, key.as_bytes())
+    }
+
+    /// The local node's stored key/value entries, at most `limit` of them (the first in key
+    /// order), sorted by `(generation, version)`: the order they were written in.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if a stored entry does not decode (a key that is not UTF-8, a
+    /// value shorter than its 16-byte header); [`StoreError::Backend`] if the backend fails.
+    fn own_entries(&self, limit: usize) -> Result<Vec<OwnEntry>, StoreError> {
+        own_state::read_entries(self, limit)
+    }
+
+    /// The generation the local node last started its key/value state with, `None` if never
+    /// recorded. Stored in table [`OWN_GENERATION_TABLE`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if the stored value is not 8 bytes; [`StoreError::Backend`]
+    /// if the backend fails.
+    fn own_generation(&self) -> Result<Option<u64>, StoreError> {
+        own_state::read_generation(self)
+    }
+
+    /// Records `generation` as the one the local node's key/value state runs with now.
+    /// Durable on return.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] if the backend fails; nothing was written.
+    fn put_own_generation(&mut self, generation: u64) -> Result<(), StoreError> {
+        self.put(
+            OWN_GENERATION_TABLE,
+            own_state::GENERATION_KEY,
+            &generation.to_be_bytes(),
+        )
+    }
 }
 
 /// The log of signed feeds: for each feed, its messages with sequences `1..=n` and no gaps.

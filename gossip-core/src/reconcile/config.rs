@@ -60,6 +60,17 @@ pub struct ReconcileConfig {
     /// rounds at the default datagram size; the state of each is a few hundred bytes plus its
     /// keys). Bound: ≥ 1.
     pub max_nodes: usize,
+    /// Bytes of other nodes' state held, counted as key plus value plus
+    /// [`ENTRY_OVERHEAD`](super::ENTRY_OVERHEAD) per entry (tombstones and the old entries
+    /// kept during a rebuild included). An entry that would take the total above it is
+    /// refused and counted (`bytes_refused`), stopping its delta there as for
+    /// `max_keys_per_owner` (the owner's version held stays below it, so the entry is asked
+    /// for again once room is freed). Without it the bound is `max_nodes ×
+    /// max_keys_per_owner` entries, about 12 GiB at the defaults, which any holder of the
+    /// cluster key could fill. Default 64 MiB (about 50,000 entries of the largest size, or
+    /// 10,000 nodes with 6 KiB each). Bound: ≥ one entry of the longest key and the largest
+    /// value. The local node's own keys are not counted (`max_keys_per_owner` bounds them).
+    pub max_state_bytes: usize,
     /// Keys per owner, tombstones included (they count until collected). `set` of a new key
     /// beyond it fails with `TooManyKeys`; received keys beyond it are refused and counted.
     /// Default 1,024. Bound: ≥ 1.
@@ -117,6 +128,7 @@ impl Default for ReconcileConfig {
             minimum_live_peers: 1,
             max_envelope_len: DEFAULT_MAX_ENVELOPE_LEN,
             max_nodes: 10_000,
+            max_state_bytes: 64 << 20,
             max_keys_per_owner: 1_024,
             max_key_len: 128,
             max_value_len: 1_024,
@@ -148,6 +160,11 @@ impl ReconcileConfig {
             MAX_UDP_PAYLOAD - DATAGRAM_OVERHEAD,
         )?;
         config::at_least("max_nodes", self.max_nodes, 1)?;
+        config::at_least(
+            "max_state_bytes",
+            self.max_state_bytes,
+            self.max_key_len + self.max_value_len + super::ENTRY_OVERHEAD,
+        )?;
         config::at_least("max_keys_per_owner", self.max_keys_per_owner, 1)?;
         config::in_range("max_key_len", self.max_key_len, 1, self.max_message_len())?;
         config::at_most(

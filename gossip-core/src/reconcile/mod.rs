@@ -70,7 +70,14 @@
 //! deleted value, so it gets a *reset* instead of deltas: it keeps its old values readable,
 //! rebuilds the owner's state from version 0, and drops whatever the rebuilt state lacks once
 //! it is complete; it never gossips the old values, so they cannot come back. A delta with a
-//! higher generation replaces all state of that node (a restart). A node reported dead whose
+//! higher generation replaces all state of that node (a restart). A node that persisted its
+//! own live entries (the actors keep them in the store, durable before a write is
+//! acknowledged) restarts in a higher generation and replays them with
+//! [`Reconcile::restore`]: its peers then hold exactly its acknowledged values, and a key it
+//! deleted is absent from the new generation, so nothing resurrects. Keeping the old
+//! generation instead would need the heartbeat, versions, tombstones and gc version to be
+//! persisted in step with every write, and still could not tell peers to drop versions that
+//! were gossiped but never made durable. A node reported dead whose
 //! heartbeat has not advanced for `dead_node_grace` is forgotten, and remembered as forgotten
 //! as long again.
 //!
@@ -134,6 +141,11 @@ impl StateMessage {
         }
     }
 }
+
+/// Bytes an entry counts beyond its key and value for [`ReconcileConfig::max_state_bytes`]:
+/// its version, expiry, the `String` and `Bytes` headers and the vector slot (about 96 bytes
+/// on 64-bit targets), rounded up.
+pub const ENTRY_OVERHEAD: usize = 128;
 
 /// Most seed addresses a [`Reconcile`] holds (constructor and [`Reconcile::add_seed`]).
 pub const MAX_SEEDS: usize = 256;
@@ -325,6 +337,9 @@ pub struct ReconcileStats {
     pub nodes_refused: u64,
     /// Received keys refused because the owner already had `max_keys_per_owner` keys here.
     pub keys_refused: u64,
+    /// Received entries refused because other nodes' state held here had reached
+    /// `max_state_bytes`.
+    pub bytes_refused: u64,
     /// Received entries with a key or value above the configured maximum, refused.
     pub oversized_entries: u64,
     /// Node deltas whose `from_version` was above the version held: entries ignored (the
@@ -374,6 +389,8 @@ pub struct ReconcileOccupancy {
     pub largest_owner: usize,
     /// Tombstones awaiting collection.
     pub tombstones: usize,
+    /// Bytes of other nodes' state held (≤ `max_state_bytes`; see its doc for what counts).
+    pub state_bytes: usize,
     /// Exchanges awaiting a reply (≤ `max_outstanding_exchanges`).
     pub outstanding: usize,
     /// Queued transmits; with `queued_events` ≤ `output_queue_capacity`.
@@ -585,6 +602,8 @@ pub struct Reconcile<R: Rng> {
     /// Where the next digest page starts on the id ring.
     cursor: NodeId,
     outstanding: BTreeMap<SocketAddr, Outstanding>,
+    /// Sum of `NodeState::bytes` over the other nodes.
+    state_bytes: usize,
     next_round: Instant,
     flow: FlowControl,
     transmits: VecDeque<StateTransmit>,
@@ -651,6 +670,7 @@ impl<R: Rng> Reconcile<R> {
             gc_queue: BTreeSet::new(),
             cursor,
             outstanding: BTreeMap::new(),
+            state_bytes: 0,
             next_round,
             flow,
             transmits: VecDeque::new(),
@@ -727,6 +747,7 @@ impl<R: Rng> Reconcile<R> {
                 .max()
                 .unwrap_or(0),
             tombstones: self.gc_queue.len(),
+            state_bytes: self.state_bytes,
             outstanding: self.outstanding.len(),
             queued_transmits: self.transmits.len(),
             queued_events: self.events.len(),
@@ -808,20 +829,26 @@ impl<R: Rng> Reconcile<R> {
     /// maximum), [`StateError::TooManyKeys`] for a new key beyond `max_keys_per_owner`, or
     /// [`StateError::Backpressure`] if above the current rate. The state did not change.
     pub fn set(&mut self, now: Instant, key: &str, value: Bytes) -> Result<u64, StateError> {
-        self.check_key(key)?;
-        if value.len() > self.config.max_value_len {
-            return Err(StateError::ValueTooLarge {
-                len: value.len(),
-                max: self.config.max_value_len,
-            });
-        }
-        let own = self.own();
-        if own.find(key).is_err() && own.entries.len() >= self.config.max_keys_per_owner {
-            return Err(StateError::TooManyKeys {
-                max: self.config.max_keys_per_owner,
-            });
-        }
+        self.check_write(key, &value)?;
         self.flow.try_admit(now)?;
+        Ok(self.write_local(now, key, Some(value)))
+    }
+
+    /// Application command, at start only: sets the local `key` to `value` as a fresh write
+    /// of this generation, without taking a flow-control token, and returns the version
+    /// taken. A node that persisted its own entries (`gossip_store::own_state`) calls it for
+    /// each stored entry, in the order they were written, right after [`new`](Self::new) with
+    /// a generation higher than the stored one, before any input: peers replace the old
+    /// generation's state with what is restored, so every acknowledged write survives the
+    /// restart and no deleted key comes back. Flow control is skipped because the entries
+    /// were admitted once already; at most `max_keys_per_owner` can be restored.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set) except [`StateError::Backpressure`]: the entry (a stored entry
+    /// that no longer fits a changed configuration) was not restored; the state did not
+    /// change.
+    pub fn restore(&mut self, now: Instant, key: &str, value: Bytes) -> Result<u64, StateError> {
+        self.check_write(key, &value)?;
         Ok(self.write_local(now, key, Some(value)))
     }
 
@@ -940,6 +967,23 @@ impl<R: Rng> Reconcile<R> {
             return Err(StateError::KeyTooLong {
                 len: key.len(),
                 max: self.config.max_key_len,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_write(&self, key: &str, value: &Bytes) -> Result<(), StateError> {
+        self.check_key(key)?;
+        if value.len() > self.config.max_value_len {
+            return Err(StateError::ValueTooLarge {
+                len: value.len(),
+                max: self.config.max_value_len,
+            });
+        }
+        let own = self.own();
+        if own.find(key).is_err() && own.entries.len() >= self.config.max_keys_per_owner {
+            return Err(StateError::TooManyKeys {
+                max: self.config.max_keys_per_owner,
             });
         }
         Ok(())
@@ -1094,7 +1138,21 @@ impl<R: Rng> Reconcile<R> {
                 st.entries.remove(i);
                 st.gc_version = st.gc_version.max(version);
                 self.stats.tombstones_collected += 1;
+                self.refresh_bytes(node);
             }
+        }
+    }
+
+    /// Re-accounts `node`'s held bytes in the `max_state_bytes` total (the local node is not
+    /// counted).
+    fn refresh_bytes(&mut self, node: NodeId) {
+        if node == self.local {
+            return;
+        }
+        if let Some(st) = self.nodes.get_mut(&node) {
+            let held = st.held_bytes();
+            self.state_bytes = self.state_bytes.saturating_sub(st.bytes) + held;
+            st.bytes = held;
         }
     }
 
@@ -1116,6 +1174,7 @@ impl<R: Rng> Reconcile<R> {
             let Some(st) = self.nodes.remove(&id) else {
                 continue;
             };
+            self.state_bytes = self.state_bytes.saturating_sub(st.bytes);
             for e in &st.entries {
                 if let Some(expires) = e.expires {
                     self.gc_queue.remove(&(expires, id, e.key.clone()));
@@ -1724,7 +1783,9 @@ impl<R: Rng> Reconcile<R> {
     fn apply_deltas(&mut self, now: Instant, deltas: Vec<NodeDelta>) {
         let mut events = Vec::new();
         for delta in deltas {
+            let node = delta.node;
             self.apply_delta(now, delta, &mut events);
+            self.refresh_bytes(node);
         }
         self.queue_events(events);
     }
@@ -1849,6 +1910,13 @@ impl<R: Rng> Reconcile<R> {
             }
             return;
         }
+        // Room left in the byte budget, with this owner's state as it is now (a restart or
+        // reset above may have freed some).
+        let others = self.state_bytes.saturating_sub(st.bytes);
+        let mut room = self
+            .config
+            .max_state_bytes
+            .saturating_sub(others + st.held_bytes());
         let mut stopped = false;
         for e in d.entries {
             if e.version <= st.max_version {
@@ -1868,6 +1936,19 @@ impl<R: Rng> Reconcile<R> {
                 stopped = true;
                 break;
             }
+            // The entry replaces the key's current and old (rebuild) entries, freeing theirs.
+            let bytes = state::entry_bytes(e.key.len(), e.value.as_ref().map_or(0, Bytes::len));
+            let freed = st.find(&e.key).map_or(0, |i| st.entries[i].held_bytes())
+                + st.find_stale(&e.key)
+                    .map_or(0, |i| st.stale[i].held_bytes());
+            let available = room + freed;
+            if bytes > available {
+                self.stats.bytes_refused += 1;
+                st.max_version = e.version - 1;
+                stopped = true;
+                break;
+            }
+            room = available - bytes;
             let visible_before = upsert(
                 &mut self.gc_queue,
                 grace,

@@ -10,6 +10,12 @@ use rand::Rng;
 use super::wire::{DeltaEntry, DigestEntry, NodePrefix};
 use crate::id::NodeId;
 
+/// Bytes an entry of a `key_len`-byte key and a `value_len`-byte value counts for the
+/// `max_state_bytes` budget.
+pub(super) fn entry_bytes(key_len: usize, value_len: usize) -> usize {
+    key_len + value_len + super::ENTRY_OVERHEAD
+}
+
 /// One key of an owner: a value or a tombstone at a version of the owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Entry {
@@ -23,6 +29,11 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// Bytes this entry counts for the `max_state_bytes` budget.
+    pub fn held_bytes(&self) -> usize {
+        entry_bytes(self.key.len(), self.value.as_ref().map_or(0, Bytes::len))
+    }
+
     /// Encoded size of this entry in a delta.
     pub fn wire_len(&self) -> usize {
         DeltaEntry::len_of(
@@ -62,6 +73,8 @@ pub(super) struct NodeState {
     pub last_advance: Instant,
     /// As told by the failure detector; new nodes start live.
     pub live: bool,
+    /// [`held_bytes`](Self::held_bytes) as last accounted in the core's total.
+    pub bytes: usize,
 }
 
 impl NodeState {
@@ -76,7 +89,18 @@ impl NodeState {
             stale: Vec::new(),
             last_advance: now,
             live: true,
+            bytes: 0,
         }
+    }
+
+    /// Bytes this state holds for the `max_state_bytes` budget: key, value and
+    /// [`super::ENTRY_OVERHEAD`] of every entry, old entries of a rebuild included.
+    pub fn held_bytes(&self) -> usize {
+        self.entries
+            .iter()
+            .chain(&self.stale)
+            .map(Entry::held_bytes)
+            .sum()
     }
 
     pub fn find(&self, key: &str) -> Result<usize, usize> {

@@ -169,3 +169,101 @@ fn store_is_usable_as_a_trait_object<S: Store>(store: S) {
     store.put("kv", b"k", b"v").unwrap();
     assert_eq!(store.get("kv", b"k").unwrap(), Some(b"v".to_vec()));
 }
+
+mod own_state {
+    //! The local node's key/value entries ([`Store::put_own_entry`] and friends), on every
+    //! backend.
+
+    use super::super::for_each_backend;
+    use crate::{OWN_STATE_TABLE, OwnEntry, Store, StoreError};
+
+    for_each_backend!(
+        own_entries_round_trip_in_write_order,
+        own_entry_is_replaced_and_removed,
+        own_entries_respect_the_limit_and_page,
+        own_generation_round_trips,
+        corrupt_own_entries_are_reported,
+    );
+
+    fn entry(key: &str, generation: u64, version: u64, value: &[u8]) -> OwnEntry {
+        OwnEntry {
+            key: key.to_owned(),
+            generation,
+            version,
+            value: value.to_vec(),
+        }
+    }
+
+    fn own_entries_round_trip_in_write_order<S: Store>(mut store: S) {
+        assert_eq!(store.own_entries(100).unwrap(), vec![]);
+        store.put_own_entry("b", 7, 1, b"one").unwrap();
+        store.put_own_entry("a", 7, 2, b"").unwrap();
+        store.put_own_entry("c", 5, 9, b"old generation").unwrap();
+        assert_eq!(
+            store.own_entries(100).unwrap(),
+            vec![
+                entry("c", 5, 9, b"old generation"),
+                entry("b", 7, 1, b"one"),
+                entry("a", 7, 2, b""),
+            ]
+        );
+    }
+
+    fn own_entry_is_replaced_and_removed<S: Store>(mut store: S) {
+        store.put_own_entry("k", 1, 1, b"v1").unwrap();
+        store.put_own_entry("k", 1, 2, b"v2").unwrap();
+        assert_eq!(
+            store.own_entries(10).unwrap(),
+            vec![entry("k", 1, 2, b"v2")]
+        );
+        assert!(store.remove_own_entry("k").unwrap());
+        assert!(!store.remove_own_entry("k").unwrap());
+        assert_eq!(store.own_entries(10).unwrap(), vec![]);
+        // The rows are ordinary rows of their table: nothing else is touched.
+        store.put("other", b"k", b"v").unwrap();
+        assert_eq!(store.len(OWN_STATE_TABLE).unwrap(), 0);
+    }
+
+    fn own_entries_respect_the_limit_and_page<S: Store>(mut store: S) {
+        // More than one internal page of 256 rows.
+        for i in 0..600u64 {
+            store
+                .put_own_entry(&format!("key-{i:04}"), 3, 600 - i, &i.to_be_bytes())
+                .unwrap();
+        }
+        let all = store.own_entries(1_000).unwrap();
+        assert_eq!(all.len(), 600);
+        // Sorted by version: the last key was written first.
+        assert_eq!(all[0].key, "key-0599");
+        assert_eq!(all[599].key, "key-0000");
+        assert!(all.windows(2).all(|w| w[0].version < w[1].version));
+        // A limit keeps the first keys in key order.
+        let some = store.own_entries(300).unwrap();
+        assert_eq!(some.len(), 300);
+        assert!(some.iter().all(|e| e.key.as_str() < "key-0300"));
+        assert_eq!(store.own_entries(0).unwrap(), vec![]);
+    }
+
+    fn own_generation_round_trips<S: Store>(mut store: S) {
+        assert_eq!(store.own_generation().unwrap(), None);
+        store.put_own_generation(42).unwrap();
+        assert_eq!(store.own_generation().unwrap(), Some(42));
+        store.put_own_generation(u64::MAX).unwrap();
+        assert_eq!(store.own_generation().unwrap(), Some(u64::MAX));
+    }
+
+    fn corrupt_own_entries_are_reported<S: Store>(mut store: S) {
+        store.put(OWN_STATE_TABLE, b"short", &[0; 15]).unwrap();
+        assert!(matches!(store.own_entries(10), Err(StoreError::Corrupt(_))));
+        store.delete(OWN_STATE_TABLE, b"short").unwrap();
+        store.put(OWN_STATE_TABLE, b"\xfe", &[0; 16]).unwrap();
+        assert!(matches!(store.own_entries(10), Err(StoreError::Corrupt(_))));
+        store
+            .put(crate::OWN_GENERATION_TABLE, b"generation", &[1, 2, 3])
+            .unwrap();
+        assert!(matches!(
+            store.own_generation(),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

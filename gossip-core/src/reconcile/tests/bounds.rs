@@ -408,6 +408,7 @@ proptest! {
         let c = ReconcileConfig {
             max_nodes: 4,
             max_keys_per_owner: 3,
+            max_state_bytes: 1_500,
             max_outstanding_exchanges: 2,
             tombstone_grace: std::time::Duration::from_secs(2),
             dead_node_grace: std::time::Duration::from_secs(3),
@@ -434,6 +435,14 @@ proptest! {
             prop_assert!(o.forgotten <= c.max_nodes);
             prop_assert!(o.largest_owner <= 2 * c.max_keys_per_owner);
             prop_assert!(o.outstanding <= c.max_outstanding_exchanges);
+            prop_assert!(o.state_bytes <= c.max_state_bytes);
+            let held: usize = core
+                .nodes
+                .iter()
+                .filter(|(id, _)| **id != core.local)
+                .map(|(_, st)| st.held_bytes())
+                .sum();
+            prop_assert_eq!(o.state_bytes, held, "the byte total is exact");
             for n in core.nodes().collect::<Vec<_>>() {
                 let st = &core.nodes[&n];
                 prop_assert!(st.entries.iter().all(|e| e.version <= st.max_version));

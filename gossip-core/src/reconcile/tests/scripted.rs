@@ -512,6 +512,87 @@ fn a_higher_generation_replaces_the_old_state() {
 }
 
 #[test]
+fn other_nodes_state_is_bounded_in_bytes_and_refused_entries_are_asked_again() {
+    let t = t0();
+    let c = ReconcileConfig {
+        // Room for 9 entries of a 2-byte key and a 1,000-byte value (1,130 bytes each).
+        max_state_bytes: 10_500,
+        ..config()
+    };
+    let mut core = core(0, 1, vec![], c, t);
+    // Twenty strangers with one 1,000-byte value each: only nine fit.
+    let deltas: Vec<NodeDelta> = (1..=20).map(|i| owner_delta(i, 1, 1, 1_000)).collect();
+    feed(&mut core, t, deltas);
+    let o = core.occupancy();
+    assert_eq!(
+        o.state_bytes,
+        9 * (2 + 1_000 + super::super::ENTRY_OVERHEAD)
+    );
+    assert_eq!(core.stats().bytes_refused, 11);
+    let held = (1..=20)
+        .filter(|i| core.get(&node(*i), "k0").is_some())
+        .count();
+    assert_eq!(held, 9);
+    // A refused owner's version stays below the entry, so it is asked for again...
+    assert_eq!(core.digest_entry(&node(20)).unwrap().max_version, 0);
+    // ... and an owner held here may still replace its value in place.
+    let mut newer = owner_delta(1, 2, 1, 1_000);
+    newer.from_version = 1;
+    newer.to_version = 2;
+    newer.entries[0].version = 2;
+    feed(&mut core, t, vec![newer]);
+    assert_eq!(core.get(&node(1), "k0").map(|v| v.1), Some(2));
+    assert_eq!(core.stats().bytes_refused, 11);
+    // The local node's own keys do not count.
+    core.set(t, "own", Bytes::from(vec![0; 1_000])).unwrap();
+    assert_eq!(core.occupancy().state_bytes, o.state_bytes);
+}
+
+#[test]
+fn a_restored_restart_keeps_acknowledged_values_and_resurrects_no_delete() {
+    let t = t0();
+    let mut a = core(1, 1, vec![], config(), t);
+    let mut b = core(2, 1, vec![], config(), t);
+    a.set(t, "kept", bytes("1")).unwrap();
+    a.set(t, "gone", bytes("1")).unwrap();
+    a.set(t, "kept", bytes("2")).unwrap();
+    exchange(&mut b, &mut a, t);
+    assert_eq!(b.get(&node(1), "gone"), Some((bytes("1"), 2)));
+    a.delete(t, "gone").unwrap();
+    // a crashes before b learns of the delete. What a persisted (its live entries) is
+    // restored in a higher generation, with a flow controller that would refuse a set.
+    let strict = ReconcileConfig {
+        flow: FlowConfig {
+            burst: 1,
+            ..FlowConfig::default()
+        },
+        ..config()
+    };
+    let mut a2 = core(1, 2, vec![], strict, t);
+    assert_eq!(a2.restore(t, "kept", bytes("2")), Ok(1));
+    assert_eq!(a2.restore(t, "other", bytes("3")), Ok(2));
+    assert_eq!(a2.flow().stats().admitted, 0);
+    assert!(matches!(
+        a2.restore(t, &"k".repeat(129), bytes("x")),
+        Err(StateError::KeyTooLong { len: 129, max: 128 })
+    ));
+    exchange(&mut b, &mut a2, t);
+    assert_eq!(b.get(&node(1), "kept"), Some((bytes("2"), 1)));
+    assert_eq!(b.get(&node(1), "other"), Some((bytes("3"), 2)));
+    assert_eq!(b.get(&node(1), "gone"), None);
+    // An old copy of the deleted value from the first generation changes nothing.
+    let mut c = core(3, 1, vec![], config(), t);
+    exchange(&mut c, &mut a, t);
+    assert_eq!(c.get(&node(1), "gone"), None);
+    let mut old = owner_delta(1, 9, 2, 1);
+    old.entries[1].key = "gone".into();
+    feed(&mut b, t, vec![old]);
+    assert_eq!(b.get(&node(1), "gone"), None);
+    assert_eq!(b.get(&node(1), "kept"), Some((bytes("2"), 1)));
+    assert_eq!(b.digest_entry(&node(1)).unwrap().generation, 2);
+}
+
+#[test]
 fn malformed_gapped_and_hostile_deltas_are_ignored_and_counted() {
     let t = t0();
     let c = ReconcileConfig {
