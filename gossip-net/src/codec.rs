@@ -141,6 +141,8 @@ pub enum CodecConfigError {
 /// let mut codec = PacketCodec::new(Security::Encrypted(keyring), 1400)?;
 /// let envelope = Envelope {
 ///     sender: NodeId([1; 32]),
+///     epoch: 1_700_000_000_000_000,
+///     counter: 0,
 ///     message: Message::PushAck { id: MessageId([2; 16]) },
 /// };
 /// let mut datagram = BytesMut::new();

@@ -23,6 +23,8 @@ fn encrypted(key: Key) -> PacketCodec {
 fn push(payload_len: usize) -> Envelope {
     Envelope {
         sender: NodeId([1; 32]),
+        epoch: 1_700_000_000_000_000,
+        counter: 7,
         message: Message::PushMessage(Gossip {
             id: MessageId([2; 16]),
             origin: NodeId([3; 32]),
@@ -96,6 +98,8 @@ fn every_message_round_trips_encrypted_and_plaintext() {
     for message in all_messages() {
         let envelope = Envelope {
             sender: NodeId([5; 32]),
+            epoch: 1_700_000_000_000_000,
+            counter: 7,
             message,
         };
         let mut codec = encrypted(key(1));
@@ -427,8 +431,13 @@ proptest! {
     }
 
     #[test]
-    fn envelopes_round_trip_within_the_core_size_bound(sender in any::<[u8; 32]>(), message in arb_message()) {
-        let envelope = Envelope { sender: NodeId(sender), message };
+    fn envelopes_round_trip_within_the_core_size_bound(
+        sender in any::<[u8; 32]>(),
+        epoch in any::<u64>(),
+        counter in any::<u64>(),
+        message in arb_message(),
+    ) {
+        let envelope = Envelope { sender: NodeId(sender), epoch, counter, message };
         let exact = wire::encoded_len(&envelope).unwrap();
         prop_assert!(exact <= envelope.encoded_len_bound(), "{} > {}", exact, envelope.encoded_len_bound());
         let mut codec = PacketCodec::new(Security::Encrypted(Arc::new(Keyring::new(key(3)))), 65_507).unwrap();
@@ -462,6 +471,8 @@ async fn udp_framed_carries_envelopes_and_skips_bad_datagrams() {
     for message in all_messages() {
         let envelope = Envelope {
             sender: NodeId([4; 32]),
+            epoch: 1_700_000_000_000_000,
+            counter: 7,
             message,
         };
         outbound.send((envelope, receiver_addr)).await.unwrap();

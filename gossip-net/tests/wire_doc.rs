@@ -57,9 +57,14 @@ const EXPECTED: [&str; 14] = [
 ];
 
 /// Fields of a message vector that are not fields of the message.
-const META: [&str; 8] = [
-    "mode", "key", "key_id", "nonce", "sender", "message", "envelope", "datagram",
+const META: [&str; 10] = [
+    "mode", "key", "key_id", "nonce", "sender", "epoch", "counter", "message", "envelope",
+    "datagram",
 ];
+
+/// The sender epoch of every vector and example: 1,700,000,000 s after the Unix epoch
+/// (2023-11-14 22:13:20 UTC), in microseconds.
+const DOC_EPOCH: u64 = 1_700_000_000_000_000;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -325,6 +330,8 @@ fn stated_envelope(vector: &Vector) -> Envelope {
     };
     Envelope {
         sender: NodeId(array(field(v, "sender"))),
+        epoch: num(v, "epoch"),
+        counter: num(v, "counter"),
         message,
     }
 }
@@ -1070,6 +1077,8 @@ fn stated_packet_types_and_variant_indexes() {
     for (message, (index, type_byte, name)) in messages.iter().zip(VARIANTS) {
         let envelope = Envelope {
             sender: NodeId([0; 32]),
+            epoch: DOC_EPOCH,
+            counter: 0,
             message: message.clone(),
         };
         let bytes = encode_envelope(&envelope);
@@ -1087,6 +1096,8 @@ fn stated_packet_types_and_variant_indexes() {
     // The worked Application example of section 5.
     let app = Envelope {
         sender: NodeId([0; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::Application(gossip_core::AppMessage {
             kind: 0x7001,
             payload: Bytes::from_static(b"ping 1"),
@@ -1138,6 +1149,8 @@ fn stated_size_budget() {
     let mut codec = PacketCodec::new(Security::Encrypted(keyring), 1400).unwrap();
     let push = |hop: u16, len: usize| Envelope {
         sender: NodeId([1; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::PushMessage(Gossip {
             id: MessageId([2; 16]),
             origin: NodeId([3; 32]),
@@ -1155,6 +1168,8 @@ fn stated_size_budget() {
     assert!(!fits(&mut codec, &push(300, 1278)));
     let sync = |n: usize| Envelope {
         sender: NodeId([1; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::PullSync {
             ids: vec![MessageId([4; 16]); n],
         },
@@ -1187,6 +1202,8 @@ fn stated_size_budget() {
 fn push_ack() -> Envelope {
     Envelope {
         sender: NodeId([0; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::PushAck {
             id: MessageId([0; 16]),
         },
@@ -1206,6 +1223,8 @@ fn most_that_fit(make: impl Fn(usize) -> Message) -> (usize, usize) {
         loop {
             let e = Envelope {
                 sender: NodeId([1; 32]),
+                epoch: DOC_EPOCH,
+                counter: 0,
                 message: make(n + 1),
             };
             if codec.encode_datagram(&e, &mut BytesMut::new()).is_err() {
@@ -1291,6 +1310,8 @@ fn stated_size_budget_of_the_later_protocols() {
     });
     let e = Envelope {
         sender: NodeId([1; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: worst_reply,
     };
     assert_eq!(wire::encoded_len(&e).unwrap(), 1_358);
@@ -1343,6 +1364,8 @@ fn stated_size_budget_of_the_later_protocols() {
         m.content = Bytes::from(vec![0; content]);
         Envelope {
             sender: NodeId([1; 32]),
+            epoch: DOC_EPOCH,
+            counter: 0,
             message: Message::TreeBatch(FeedBatch { messages: vec![m] }),
         }
     };
@@ -1385,6 +1408,8 @@ fn stated_varint_forms() {
     let hop_bytes = |hop: u16| {
         let e = Envelope {
             sender: NodeId([0; 32]),
+            epoch: DOC_EPOCH,
+            counter: 0,
             message: Message::PushMessage(Gossip {
                 id: MessageId([0; 16]),
                 origin: NodeId([0; 32]),
@@ -1405,6 +1430,8 @@ fn stated_varint_forms() {
     // A longer form than needed is accepted on receipt; a marker wider than the field is not.
     let mut bytes = encode_envelope(&Envelope {
         sender: NodeId([0; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::PushMessage(Gossip {
             id: MessageId([0; 16]),
             origin: NodeId([0; 32]),
@@ -1445,6 +1472,8 @@ fn stated_encoding_rules() {
     let addr_bytes = |addr: &str| {
         let e = Envelope {
             sender: NodeId([0; 32]),
+            epoch: DOC_EPOCH,
+            counter: 0,
             message: Message::CyclonShuffle(Shuffle {
                 entries: vec![Descriptor {
                     node: NodeId([0; 32]),
@@ -1480,6 +1509,8 @@ fn stated_encoding_rules() {
     let note_bytes = |note: i64| {
         let e = Envelope {
             sender: NodeId([0; 32]),
+            epoch: DOC_EPOCH,
+            counter: 0,
             message: Message::TreeNotes(Notes {
                 entries: vec![(FeedId([0; 32]), note)],
             }),
@@ -1542,6 +1573,8 @@ fn stated_encoding_rules() {
     // A u32 (age, rate) refuses the 9-byte marker; a u64 takes it.
     let mut bytes = encode_envelope(&Envelope {
         sender: NodeId([0; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::CyclonShuffle(Shuffle {
             entries: vec![Descriptor {
                 node: NodeId([0; 32]),
@@ -1623,6 +1656,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
             Mode::Plaintext,
             Envelope {
                 sender,
+                epoch: DOC_EPOCH,
+                counter: 0,
                 message: Message::PushAck {
                     id: MessageId(array(&to_hex(&seq(0xf0, 16)))),
                 },
@@ -1633,6 +1668,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
             Mode::Plaintext,
             Envelope {
                 sender,
+                epoch: DOC_EPOCH,
+                counter: 1,
                 message: Message::PullSync {
                     ids: vec![
                         MessageId(array(&to_hex(&seq(0x10, 16)))),
@@ -1646,6 +1683,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
             Mode::Aes(kat_key, nonce(0x10)),
             Envelope {
                 sender,
+                epoch: DOC_EPOCH,
+                counter: 41,
                 message: Message::PushMessage(Gossip {
                     id: MessageId(array(&to_hex(&seq(0xa0, 16)))),
                     origin: node(0x40),
@@ -1659,6 +1698,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
             Mode::Aes(raw_key.clone(), nonce(0xc0)),
             Envelope {
                 sender: node(0x80),
+                epoch: DOC_EPOCH,
+                counter: 300,
                 message: Message::PullResponse(Gossip {
                     id: MessageId(array(&to_hex(&seq(0xb0, 16)))),
                     origin: node(0x60),
@@ -1673,6 +1714,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender,
+            epoch: DOC_EPOCH,
+            counter: 65_536,
             message: Message::StateDigest(Digest {
                 range_end: NodePrefix([0x80, 0, 0, 0, 0, 0, 0, 0]),
                 page: vec![
@@ -1710,6 +1753,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender: node(0x20),
+            epoch: DOC_EPOCH,
+            counter: 7,
             message: Message::StateReply(Reply {
                 deltas: vec![NodeDelta {
                     node: node(0x20),
@@ -1754,6 +1799,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender,
+            epoch: DOC_EPOCH,
+            counter: 4_294_967_296,
             message: Message::StateDeltas(Deltas {
                 deltas: vec![
                     NodeDelta {
@@ -1793,6 +1840,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Aes(raw_key, nonce(0x20)),
         Envelope {
             sender,
+            epoch: DOC_EPOCH,
+            counter: 2,
             message: Message::CyclonShuffle(Shuffle {
                 entries: vec![
                     Descriptor {
@@ -1819,6 +1868,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender: node(0x60),
+            epoch: DOC_EPOCH,
+            counter: 3,
             message: Message::CyclonShuffleReply(ShuffleReply {
                 entries: vec![Descriptor {
                     node: node(0xc0),
@@ -1834,6 +1885,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender,
+            epoch: DOC_EPOCH,
+            counter: 12,
             message: Message::TreeNotes(Notes {
                 entries: vec![
                     (FeedId(author.0), 10),
@@ -1849,6 +1902,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender: author,
+            epoch: DOC_EPOCH,
+            counter: 1_000,
             message: Message::TreeBatch(FeedBatch {
                 messages: vec![first, second],
             }),
@@ -1924,6 +1979,8 @@ fn generate_vectors() {
             }
         };
         print_field("sender", &e.sender.0);
+        out!("epoch: {}", e.epoch);
+        out!("counter: {}", e.counter);
         print_message(&e.message);
         print_field("envelope", &encode_envelope(&e));
         print_field("datagram", &datagram);
