@@ -333,12 +333,16 @@ async fn the_transport_routes_authenticated_messages_and_counts_bad_datagrams() 
     let mut codec = PacketCodec::new(security, 1400).unwrap();
     let ack = Envelope {
         sender: NodeId([2; 32]),
+        epoch: 1,
+        counter: 0,
         message: Message::PushAck {
             id: MessageId([4; 16]),
         },
     };
     let sync = Envelope {
         sender: NodeId([2; 32]),
+        epoch: 1,
+        counter: 1,
         message: Message::PullSync { ids: vec![] },
     };
     for envelope in [&ack, &sync] {

@@ -197,6 +197,17 @@ impl PacketCodec {
         &self.security
     }
 
+    /// The keyring, to change at runtime (add, promote, remove keys: see [`Keyring`]'s
+    /// rotation steps); `None` in plaintext mode. The next datagram encoded or decoded uses
+    /// the changed keyring. Another codec that shared the keyring keeps its own copy (the
+    /// `Arc` is cloned on write), so apply the same change to every codec of a node.
+    pub fn keyring_mut(&mut self) -> Option<&mut Keyring> {
+        match &mut self.security {
+            Security::Encrypted(keyring) => Some(Arc::make_mut(keyring)),
+            Security::Plaintext => None,
+        }
+    }
+
     /// The largest encoded envelope, in bytes, that fits one datagram.
     pub fn max_envelope_len(&self) -> usize {
         self.max_datagram - self.security.overhead()

@@ -91,8 +91,14 @@ fn a_full_shuffle_of_the_largest_entries_fits_the_envelope_limit() {
     assert_eq!(encode(&reply).len() + 2, reply.encoded_len_bound());
     let sender = NodeId([1; 32]);
     for (variant, len) in [
-        (19, encode(&(sender, [0u8; 16], InMessage(19, &shuffle))).len()),
-        (20, encode(&(sender, [0u8; 16], InMessage(20, &reply))).len()),
+        (
+            19,
+            encode(&(sender, [0u8; 16], InMessage(19, &shuffle))).len(),
+        ),
+        (
+            20,
+            encode(&(sender, [0u8; 16], InMessage(20, &reply))).len(),
+        ),
     ] {
         assert_eq!(
             len,
