@@ -32,3 +32,18 @@ pub use codec::{
 };
 pub use drops::{DropCounts, DropReason};
 pub use label::{Cipher, LABEL_LEN, Label};
+
+/// Entry points for the fuzz targets of the repository's `fuzz/` crate, compiled only with
+/// `--cfg fuzzing` (set by `cargo fuzz`); not part of the public API.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use crate::drops::DropReason;
+    use crate::label::{LABEL_LEN, Label};
+
+    /// The label parser on the first 8 bytes of `bytes` (`None` if shorter): the codec's
+    /// checks 3 to 5.
+    pub fn parse_label(bytes: &[u8]) -> Option<Result<Label, DropReason>> {
+        let label: &[u8; LABEL_LEN] = bytes.get(..LABEL_LEN)?.try_into().ok()?;
+        Some(Label::parse(label))
+    }
+}
