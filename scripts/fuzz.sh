@@ -8,7 +8,8 @@
 #
 # Needs cargo-fuzz (installed here with `cargo install cargo-fuzz --locked` if missing) and a
 # toolchain that takes -Z flags: the `nightly` toolchain when rustup has one, otherwise the
-# default toolchain with RUSTC_BOOTSTRAP=1 (which unlocks -Zsanitizer on stable).
+# default toolchain with RUSTC_BOOTSTRAP=1 (which unlocks -Zsanitizer on stable; FUZZ_BOOTSTRAP=1
+# forces this even when nightly exists).
 #
 # Seeds: every `envelope:` and `datagram:` test vector of docs/wire.md, so the envelope and
 # codec targets start from valid inputs. The corpus grows in fuzz/corpus/TARGET/ (git-ignored)
@@ -29,7 +30,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 toolchain=()
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+if [ "${FUZZ_BOOTSTRAP:-0}" != 1 ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     toolchain=(+nightly)
     echo "toolchain: nightly" >&2
 else
