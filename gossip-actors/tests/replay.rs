@@ -173,6 +173,15 @@ async fn scenario(
     assert_eq!(stats.transport.drops.get(DropReason::Replayed), replays);
     assert_eq!(stats.dropped_replay(), replays);
     assert_eq!(stats.transport.drops.total(), replays);
+    // Dropped before routing and before observers: only the genuine copy counts as received
+    // (and so as a heartbeat).
+    assert_eq!(
+        stats
+            .transport
+            .received_by_type
+            .get(gossip_actors::core::PacketType::Application),
+        1
+    );
     println!(
         "capture: 1 genuine datagram sent {} times, delivered {}, replays dropped {}",
         replays + 1,

@@ -1,8 +1,8 @@
 //! Why an inbound datagram was dropped, and counters by reason.
 //!
-//! The first twelve reasons are the codec's checks (`docs/wire.md` section 1.4, in order); the
-//! last three are the anti-replay check that the transport runs on a datagram the codec
-//! accepted (`gossip_core::replay`).
+//! The first eleven reasons are the codec's checks 1 to 12 (`docs/wire.md` section 1.4;
+//! `truncated` serves two of them); the last three are checks 13 to 15, the anti-replay check
+//! that the transport runs on a datagram the codec accepted (`gossip_core::replay`).
 
 use std::fmt;
 
