@@ -2,7 +2,8 @@
 //!
 //! A datagram is an 8-byte [`Label`] followed by a body. Under AES-256-GCM the body is
 //! `nonce (12) ‖ ciphertext ‖ tag (16)`, the label is the associated data, and the plaintext
-//! is the bincode encoding of an [`Envelope`](gossip_core::Envelope) (sender id and message):
+//! is the bincode encoding of an [`Envelope`](gossip_core::Envelope) (sender id, the sender's
+//! boot epoch and packet counter for anti-replay, and the message):
 //!
 //! ```text
 //! | version | type | cipher | key id | body length (u32 BE) | nonce | AES-GCM(envelope) | tag |
