@@ -256,8 +256,9 @@ impl TransportActor {
     }
 
     /// Stamps `epoch` (this node's boot time, microseconds since the Unix epoch) on every
-    /// datagram. A restarted node MUST use a larger epoch than its previous run, or its
-    /// receivers drop its datagrams as replays until its counter passes the old one.
+    /// datagram. A restarted node MUST use a larger epoch than its previous run: with an
+    /// equal one its receivers drop its datagrams as replayed or too old until its counter
+    /// passes the old run's, with a smaller one as stale epoch until they forget the sender.
     #[must_use]
     pub fn with_epoch(mut self, epoch: u64) -> Self {
         self.epoch = epoch;
