@@ -64,6 +64,8 @@
 //!   answering `peer <addr>`;
 //! - `{"event":"error","command":"...","error":"..."}` for a refused or unknown command, and
 //!   with `"command":null` when the event subscription lagged (`"skipped":N`);
+//! - `{"event":"keyring","primary":"<2 hex>","accepted":["<2 hex>",...]}` answering `add-key`,
+//!   `add-passphrase`, `primary-key`, `remove-key` and `keys`: the key ids held afterwards;
 //! - `{"event":"bye"}` last, after `quit` or the end of stdin.
 //!
 //! Times (`at_us`) are microseconds since the Unix epoch, read when the line is written.
@@ -73,6 +75,14 @@
 //! `set <key> <value>`, `try_set <key> <value>`, `delete <key>`, `get <node> <key>`, `nodes`,
 //! `stats`, `peer <addr>`, `peers`, `quit` (a feed or node is 64 hex digits; a key is one
 //! word, the value is the rest of the line). End of stdin means `quit`.
+//!
+//! Key rotation while the node runs (`docs/wire.md` section 4.4; run each step on every node
+//! before the next): `add-key <64 hex digits>` or `add-passphrase <cluster> <passphrase>` adds
+//! an accepted key (opens, never seals); `primary-key <id>` makes the accepted key with that
+//! id (two hex digits, as `keys` prints them) the sealing key, the old primary staying
+//! accepted; `remove-key <id>` drops an accepted key (refused for the primary: make another
+//! key primary first); `keys` lists the ids. A refused step is an `error` event and changes
+//! nothing; a plaintext node has no keyring and refuses them all.
 //! Commands are handled one at a time, in order: a `publish` is answered before the next
 //! command is read. `set` and `delete` wait while the node's update rate refuses the write
 //! (events keep being reported meanwhile); `try_set` does not wait: above the rate it is an
@@ -645,6 +655,14 @@ pub enum Output {
         /// In address order.
         peers: Vec<PeerJson>,
     },
+    /// A keyring command (`add-key`, `add-passphrase`, `primary-key`, `remove-key`, `keys`) was
+    /// applied: the key ids held now, two hex digits each.
+    Keyring {
+        /// Id of the primary (sealing) key.
+        primary: String,
+        /// Ids of the accepted (open-only) keys, in insertion order.
+        accepted: Vec<String>,
+    },
     /// A `peer` command was applied.
     PeerAdded {
         /// The address added.
@@ -855,6 +873,11 @@ pub struct StatsEvent {
     pub duplicates_suppressed: u64,
     pub dropped_auth: u64,
     pub dropped_malformed: u64,
+    /// Authenticated datagrams dropped by the anti-replay check (replayed, too old, stale
+    /// epoch; by reason under `drops`).
+    pub dropped_replay: u64,
+    /// Senders whose newer boot epoch reset their anti-replay window (restarts seen).
+    pub replay_epoch_resets: u64,
     /// Dropped inbound datagrams by reason name.
     pub drops: BTreeMap<&'static str, u64>,
     pub pulls_recovered: u64,
@@ -1091,6 +1114,8 @@ impl StatsEvent {
             duplicates_suppressed: stats.duplicates_suppressed(),
             dropped_auth: stats.dropped_auth(),
             dropped_malformed: stats.dropped_malformed(),
+            dropped_replay: stats.dropped_replay(),
+            replay_epoch_resets: t.replay.epoch_resets,
             drops: t.drops.iter().map(|(r, n)| (r.name(), n)).collect(),
             pulls_recovered: core.pulls_recovered,
             ack_timeouts: core.ack_timeouts,
@@ -1461,6 +1486,42 @@ async fn handle_command(
                 .collect();
             emit(&Output::Peers { peers })?;
         }
+        "add-key" | "add-passphrase" | "primary-key" | "remove-key" | "keys" => {
+            let result = match verb {
+                "add-key" => match Key::from_hex(rest.trim()) {
+                    Ok(key) => node.add_key(key).await.map_err(|e| e.to_string()),
+                    Err(err) => Err(format!("expected add-key <64 hex digits>: {err}")),
+                },
+                "add-passphrase" => match rest.trim().split_once(' ') {
+                    Some((cluster, passphrase)) => {
+                        match Key::from_passphrase(passphrase, cluster) {
+                            Ok(key) => node.add_key(key).await.map_err(|e| e.to_string()),
+                            Err(err) => Err(err.to_string()),
+                        }
+                    }
+                    None => Err("expected add-passphrase <cluster> <passphrase>".to_owned()),
+                },
+                "keys" => match node.keyring().await {
+                    Ok(Some(view)) => Ok(view),
+                    Ok(None) => Err("the node runs in plaintext mode and has no keyring".into()),
+                    Err(_) => return Err(RunNodeError::Stopped),
+                },
+                _ => match u8::from_str_radix(rest.trim(), 16) {
+                    Ok(id) if verb == "primary-key" => {
+                        node.set_primary_key(id).await.map_err(|e| e.to_string())
+                    }
+                    Ok(id) => node.remove_key(id).await.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("expected {verb} <key id: two hex digits>")),
+                },
+            };
+            match result {
+                Ok(view) => emit(&Output::Keyring {
+                    primary: format!("{:02x}", view.primary),
+                    accepted: view.accepted.iter().map(|id| format!("{id:02x}")).collect(),
+                })?,
+                Err(err) => emit_error(Some(line), err)?,
+            }
+        }
         "quit" => return Ok(Flow::Quit),
         "" => emit_error(Some(line), "empty command")?,
         other => emit_error(
@@ -1469,7 +1530,9 @@ async fn handle_command(
                 "unknown command {other:?} (expected broadcast <text>, publish <text>, \
                  follow <feed>, unfollow <feed>, log <feed> [from_seq] [limit], \
                  verify-log <feed>, set <key> <value>, try_set <key> <value>, \
-                 delete <key>, get <node> <key>, nodes, stats, peer <addr>, peers or quit)"
+                 delete <key>, get <node> <key>, nodes, stats, peer <addr>, peers, \
+                 add-key <hex>, add-passphrase <cluster> <passphrase>, primary-key <id>, \
+                 remove-key <id>, keys or quit)"
             ),
         )?,
     }

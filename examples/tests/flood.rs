@@ -260,7 +260,15 @@ fn memory_bound(idle_kib: u64) -> u64 {
 }
 
 /// The flood's datagrams, one kind after the other in a fixed rotation.
-fn flood_envelope(rng: &mut StdRng, sender: NodeId, n: u64, payload_len: usize) -> Envelope {
+/// Datagram `n` of the flood: a fresh packet counter each (`n`) under one boot `epoch`, so
+/// every one passes the victim's anti-replay check; only their content is useless.
+fn flood_envelope(
+    rng: &mut StdRng,
+    sender: NodeId,
+    epoch: u64,
+    n: u64,
+    payload_len: usize,
+) -> Envelope {
     let message = match n % 10 {
         0..=3 => Message::PushMessage(Gossip {
             id: MessageId::random(rng),
@@ -321,7 +329,12 @@ fn flood_envelope(rng: &mut StdRng, sender: NodeId, n: u64, payload_len: usize) 
                 .collect(),
         }),
     };
-    Envelope { sender, message }
+    Envelope {
+        sender,
+        epoch,
+        counter: n,
+        message,
+    }
 }
 
 #[test]
@@ -396,11 +409,14 @@ fn a_flooded_node_stays_within_its_memory_bound_and_keeps_delivering() {
                 - gossip_actors::core::message::wire_bound::GOSSIP_OVERHEAD;
             let mut rng = StdRng::seed_from_u64(0xf100d);
             let sender = NodeId::random(&mut rng);
+            let epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
             let mut buf = BytesMut::with_capacity(MAX_DATAGRAM);
             let (mut sent, mut by_kind) = (0u64, BTreeMap::<&'static str, u64>::new());
             let started = Instant::now();
             for n in 0..FLOOD {
-                let envelope = flood_envelope(&mut rng, sender, n, payload_len);
+                let envelope = flood_envelope(&mut rng, sender, epoch, n, payload_len);
                 buf.clear();
                 codec
                     .encode_datagram(&envelope, &mut buf)

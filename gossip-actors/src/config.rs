@@ -220,6 +220,9 @@ impl NodeConfig {
         self.failure
             .validate()
             .map_err(NodeConfigError::section("failure"))?;
+        self.replay
+            .validate()
+            .map_err(NodeConfigError::section("replay"))?;
         Ok(())
     }
 }
@@ -279,7 +282,7 @@ mod tests {
         c.tree.max_content_len = 2_000;
         assert_eq!(
             message(c).1,
-            "tree.max_content_len is 2000 but must be in 1..=1178"
+            "tree.max_content_len is 2000 but must be in 1..=1162"
         );
         let mut c = ok.clone();
         c.state.flow.decrease_percent = 100;
@@ -398,7 +401,7 @@ mod tests {
         };
         assert_eq!(
             message(c).1,
-            "tree.max_content_len is 1024 but must be in 1..=290"
+            "tree.max_content_len is 1024 but must be in 1..=274"
         );
     }
 }

@@ -96,3 +96,39 @@ impl From<actix::MailboxError> for NodeError {
         NodeError::Stopped
     }
 }
+
+/// Why a keyring change ([`crate::NodeHandle::add_key`], [`crate::NodeHandle::set_primary_key`],
+/// [`crate::NodeHandle::remove_key`]) was refused. The keyring did not change in any case.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyringError {
+    /// The node runs in plaintext mode: it has no keyring.
+    #[error("the node runs in plaintext mode and has no keyring")]
+    Plaintext,
+    /// No accepted key has this id (add the key first; the primary's own id is not an
+    /// accepted key).
+    #[error("no accepted key has id {key_id:#04x}")]
+    UnknownKeyId {
+        /// The key id asked for.
+        key_id: u8,
+    },
+    /// Several accepted keys share this one-byte id (distinct keys collide with probability
+    /// 1/256), so which one is meant is ambiguous: remove the extra key, or rotate by key.
+    #[error("{count} accepted keys share id {key_id:#04x}")]
+    AmbiguousKeyId {
+        /// The key id asked for.
+        key_id: u8,
+        /// How many accepted keys have it.
+        count: usize,
+    },
+    /// The key to remove is the primary, which seals every outgoing datagram: make another
+    /// key primary first.
+    #[error("key {key_id:#04x} is the primary key; make another key primary before removing it")]
+    RemovePrimary {
+        /// The primary's id.
+        key_id: u8,
+    },
+    /// The node has shut down.
+    #[error("the node has shut down")]
+    Stopped,
+}

@@ -49,8 +49,9 @@ pub use discovery::{
     CyclonDiscovery, Discovery, DiscoveryContext, StartedDiscovery, StaticDiscovery,
 };
 pub use dissemination::{DisseminationActor, NodeEvent};
-pub use error::{NodeError, SendError, StartError};
+pub use error::{KeyringError, NodeError, SendError, StartError};
 pub use failure::{FailureDetectorActor, Liveness};
+pub use messages::KeyringView;
 pub use node::{Node, NodeBuilder, NodeConfig, NodeHandle, NodeStats};
 pub use transport::{
     DelayRange, FaultConfigError, FaultInjection, PacketTypeCounts, Socket, TransportActor,

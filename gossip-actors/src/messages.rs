@@ -11,7 +11,7 @@ use std::time::Instant;
 use actix::{Message as ActixMessage, Recipient};
 use gossip_core::{Message, NodeId, PacketType};
 
-use crate::error::SendError;
+use crate::error::{KeyringError, SendError};
 use crate::transport::TransportStats;
 
 /// Send one protocol message to one peer. Handled by the transport.
@@ -170,4 +170,53 @@ impl DiscoveryRecipients {
             shutdown: addr.clone().recipient(),
         }
     }
+}
+
+/// Adds a key to the transport's keyring as an accepted key (opens, never seals): step 1 of a
+/// rotation (`docs/wire.md` section 4.4). Adding a key already held changes nothing.
+#[derive(ActixMessage, Clone)]
+#[rtype(result = "Result<KeyringView, KeyringError>")]
+pub struct AddKey {
+    /// The key.
+    pub key: gossip_crypto::Key,
+}
+
+impl std::fmt::Debug for AddKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddKey")
+            .field("key_id", &self.key.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes the accepted key with this id the primary (sealing) key; the previous primary stays
+/// accepted: step 2 of a rotation.
+#[derive(ActixMessage, Clone, Copy, Debug)]
+#[rtype(result = "Result<KeyringView, KeyringError>")]
+pub struct SetPrimaryKey {
+    /// The key's id (`docs/wire.md` section 4.3).
+    pub key_id: u8,
+}
+
+/// Removes every accepted key with this id: step 3 of a rotation. The primary is never
+/// removed.
+#[derive(ActixMessage, Clone, Copy, Debug)]
+#[rtype(result = "Result<KeyringView, KeyringError>")]
+pub struct RemoveKey {
+    /// The key's id.
+    pub key_id: u8,
+}
+
+/// Reads the ids of the transport's keyring (`None` in plaintext mode).
+#[derive(ActixMessage, Clone, Copy, Debug)]
+#[rtype(result = "Option<KeyringView>")]
+pub struct GetKeyring;
+
+/// The key ids a transport holds (never the keys).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyringView {
+    /// Id of the primary key, which seals every outgoing datagram.
+    pub primary: u8,
+    /// Ids of the accepted (open-only) keys, in insertion order.
+    pub accepted: Vec<u8>,
 }

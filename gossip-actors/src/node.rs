@@ -45,6 +45,11 @@ use crate::transport::{FaultInjection, Socket, TransportActor, TransportStats};
 use gossip_core::PacketType;
 use gossip_core::failure::{FailureConfig, FailureDetector};
 use gossip_core::reconcile::{NodeStateView, Reconcile, ReconcileConfig};
+use gossip_core::replay::ReplayConfig;
+use gossip_crypto::Key;
+
+use crate::error::KeyringError;
+use crate::messages::{AddKey, GetKeyring, KeyringView, RemoveKey, SetPrimaryKey};
 
 /// Everything tunable about a node. Each protocol's fields are documented (unit, bound,
 /// source) on its own config struct; [`NodeConfig::validate`] checks them all and names a
@@ -87,6 +92,9 @@ pub struct NodeConfig {
     pub set_queue_capacity: usize,
     /// Which protocols the node runs.
     pub protocols: Protocols,
+    /// Anti-replay: window of 2,048 packet counters per sender, at most 4,096 senders
+    /// (`gossip_core::replay`, after WireGuard and RFC 6479).
+    pub replay: ReplayConfig,
 }
 
 /// Which protocol actors a node starts. The transport and discovery always run.
@@ -126,6 +134,7 @@ impl Default for NodeConfig {
             failure: FailureConfig::default(),
             set_queue_capacity: 1_024,
             protocols: Protocols::default(),
+            replay: ReplayConfig::default(),
         }
     }
 }
@@ -148,6 +157,7 @@ impl Node {
             config: NodeConfig::default(),
             rng_seed: None,
             network: None,
+            epoch: None,
         }
     }
 }
@@ -181,6 +191,7 @@ pub struct NodeBuilder {
     config: NodeConfig,
     rng_seed: Option<u64>,
     network: Option<SimNetwork>,
+    epoch: Option<u64>,
 }
 
 impl std::fmt::Debug for NodeBuilder {
@@ -245,7 +256,9 @@ impl NodeBuilder {
     }
 
     /// The wall clock stamped on published feed messages (default: the system clock). The
-    /// simulator passes a clock derived from its virtual time so a seed reproduces ids.
+    /// simulator passes a clock derived from its virtual time so a seed reproduces ids. It
+    /// also gives the node's boot epoch (its reading at start, in microseconds: the clock's
+    /// milliseconds × 1,000) unless [`epoch`](Self::epoch) is set.
     pub fn wall_clock(mut self, clock: WallClock) -> Self {
         self.clock = Some(clock);
         self
@@ -269,6 +282,16 @@ impl NodeBuilder {
     /// Replaces the whole configuration.
     pub fn config(mut self, config: NodeConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// The boot epoch stamped on every datagram, in microseconds since the Unix epoch
+    /// (default: the system clock at start in microseconds, or the
+    /// [`wall_clock`](Self::wall_clock)'s reading × 1,000). Receivers accept a sender's
+    /// larger epoch as a restart and drop datagrams of a smaller one as stale
+    /// (`gossip_core::replay`), so a restarted node MUST get a larger epoch than its last run.
+    pub fn epoch(mut self, epoch_us: u64) -> Self {
+        self.epoch = Some(epoch_us);
         self
     }
 
@@ -337,6 +360,11 @@ impl NodeBuilder {
                 })?
                 .into(),
         };
+        let epoch = match (self.epoch, &self.clock) {
+            (Some(epoch), _) => epoch,
+            (None, Some(clock)) => clock().saturating_mul(1_000),
+            (None, None) => crate::transport::system_epoch(),
+        };
         let transport = TransportActor::new(
             node_id,
             socket,
@@ -349,7 +377,9 @@ impl NodeBuilder {
             addr: self.bind,
             source,
         })?
-        .with_inbound_limit(self.config.inbound_limit);
+        .with_inbound_limit(self.config.inbound_limit)
+        .with_epoch(epoch)
+        .with_replay(self.config.replay.clone())?;
         let local_addr = transport.local_addr();
         // Every actor of the node logs inside this span, so each line names the node.
         let span = tracing::info_span!("node", id = %node_id.short(), addr = %local_addr);
@@ -560,6 +590,12 @@ impl NodeStats {
     pub fn dropped_malformed(&self) -> u64 {
         self.transport.drops.malformed()
     }
+
+    /// Authenticated datagrams dropped by the anti-replay check (replayed, too old, stale
+    /// epoch).
+    pub fn dropped_replay(&self) -> u64 {
+        self.transport.drops.replay()
+    }
 }
 
 /// A running node. Cheap to clone and `Send`; every clone controls the same node.
@@ -697,6 +733,59 @@ impl NodeHandle {
             stats.failure = failure.send(GetFailureStats).await?;
         }
         Ok(stats)
+    }
+
+    /// Adds `key` to the transport's keyring as an accepted key: it opens datagrams from now
+    /// on, and the primary still seals. Step 1 of a key rotation without downtime (do it on
+    /// every node, then [`set_primary_key`](Self::set_primary_key) everywhere, then
+    /// [`remove_key`](Self::remove_key) the old key everywhere; `docs/wire.md` section 4.4).
+    /// Adding a key already held changes nothing. Returns the key ids held afterwards.
+    ///
+    /// # Errors
+    /// [`KeyringError::Plaintext`] for a plaintext node; [`KeyringError::Stopped`] after
+    /// shutdown.
+    pub async fn add_key(&self, key: Key) -> Result<KeyringView, KeyringError> {
+        self.transport
+            .send(AddKey { key })
+            .await
+            .map_err(|_| KeyringError::Stopped)?
+    }
+
+    /// Makes the accepted key with id `key_id` the primary: every datagram from now on is
+    /// sealed with it; the previous primary stays accepted. Step 2 of a rotation. Making the
+    /// primary primary again changes nothing.
+    ///
+    /// # Errors
+    /// [`KeyringError::UnknownKeyId`] if no accepted key has that id (add it first);
+    /// [`KeyringError::AmbiguousKeyId`] if two accepted keys share it; [`KeyringError::Plaintext`];
+    /// [`KeyringError::Stopped`]. The keyring did not change.
+    pub async fn set_primary_key(&self, key_id: u8) -> Result<KeyringView, KeyringError> {
+        self.transport
+            .send(SetPrimaryKey { key_id })
+            .await
+            .map_err(|_| KeyringError::Stopped)?
+    }
+
+    /// Removes every accepted key with id `key_id`: datagrams sealed with it are dropped from
+    /// now on (counted as `unknown_key_id`). Step 3 of a rotation.
+    ///
+    /// # Errors
+    /// [`KeyringError::RemovePrimary`] if `key_id` is the primary's (make another key primary
+    /// first); [`KeyringError::UnknownKeyId`] if no accepted key has it;
+    /// [`KeyringError::Plaintext`]; [`KeyringError::Stopped`]. The keyring did not change.
+    pub async fn remove_key(&self, key_id: u8) -> Result<KeyringView, KeyringError> {
+        self.transport
+            .send(RemoveKey { key_id })
+            .await
+            .map_err(|_| KeyringError::Stopped)?
+    }
+
+    /// The ids of the keys the node holds (`None` for a plaintext node).
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn keyring(&self) -> Result<Option<KeyringView>, NodeError> {
+        Ok(self.transport.send(GetKeyring).await?)
     }
 
     /// Tells discovery (and the state protocol, as a seed) about a peer.

@@ -1,13 +1,21 @@
 //! [`TransportActor`]: the node's UDP socket behind the packet codec.
 //!
-//! Inbound, `UdpFramed` decodes each datagram with the [`PacketCodec`]; a dropped datagram is
-//! counted by reason; an authenticated one beyond its source's [`InboundLimit`] is dropped
-//! and counted (`rate_limited`); the others are reported to every observer (every
-//! authenticated packet is a heartbeat) and routed by their packet type to the recipient
+//! Inbound, each datagram is decoded by the actor's [`PacketCodec`] (the socket stream only
+//! reads datagrams, so the keyring can change at runtime); a dropped datagram is counted by
+//! reason. An authenticated one then passes the **anti-replay** check
+//! ([`gossip_core::replay::ReplayGuard`]: the sender's epoch and packet counter against its
+//! sliding window), and a replayed, too old or stale-epoch datagram is dropped and counted
+//! ([`DropReason::Replayed`], [`DropReason::TooOld`], [`DropReason::StaleEpoch`]) before anyone
+//! sees it: it is not even a heartbeat. One beyond its source's [`InboundLimit`] is dropped
+//! and counted (`rate_limited`). An accepted one is reported to every observer (every
+//! authenticated packet is a heartbeat) and routed by its packet type to the recipient
 //! registered for it, through `try_send`: a full mailbox drops the message and counts it
 //! (`mailbox_full`, and by type).
 //!
-//! Outbound, [`SendMessage`] is sealed synchronously by the same codec and handed to the
+//! Outbound, [`SendMessage`] is wrapped in an envelope stamped with this node's boot epoch
+//! (microseconds since the Unix epoch, from the node's wall clock: the simulator's virtual
+//! one in simulations) and the next packet counter (0, 1, 2, ... per datagram, to any
+//! destination), sealed synchronously by the codec and handed to the
 //! kernel with `try_send_to`. The kernel's socket buffer is the only send queue, so it is
 //! bounded; a full buffer (`WouldBlock`) drops the datagram and counts it, exactly as a lossy
 //! network would. (`UdpFramed`'s sink is not used for sending: when `send_to` fails it keeps
@@ -21,6 +29,10 @@
 //! dropped and counted in [`TransportStats::injected_delay_overflow`]) ordered by due time,
 //! and leave on one actix timer re-armed for the earliest; actix timers run on tokio's clock,
 //! so the delays are exact under a paused test clock.
+//!
+//! The keyring is swappable while the node runs ([`AddKey`], [`SetPrimaryKey`], [`RemoveKey`]:
+//! the three steps of a rotation without downtime, `docs/wire.md` section 4.4); each change
+//! applies to the next datagram sent or received.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -31,19 +43,21 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use gossip_core::config::ConfigError;
+use gossip_core::replay::{ReplayConfig, ReplayGuard, ReplayStats};
 use gossip_core::{Envelope, NodeId, PacketType};
 use gossip_net::sim::{SimSender, SimSocket};
-use gossip_net::{Decoded, DropCounts, EncodeError, InboundLimit, InboundLimiter, PacketCodec};
+use gossip_net::{DropCounts, DropReason, EncodeError, InboundLimit, InboundLimiter, PacketCodec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::UdpSocket;
-use tokio_util::codec::Decoder;
+use tokio_util::codec::BytesCodec;
 use tokio_util::udp::UdpFramed;
 
-use crate::error::SendError;
+use crate::error::{KeyringError, SendError};
 use crate::messages::{
-    GetTransportStats, InboundMessage, PeerStatus, RegisterApp, RegisterObserver, RegisterRoute,
-    SendMessage, Shutdown,
+    AddKey, GetKeyring, GetTransportStats, InboundMessage, KeyringView, PeerStatus, RegisterApp,
+    RegisterObserver, RegisterRoute, RemoveKey, SendMessage, SetPrimaryKey, Shutdown,
 };
 
 /// Deliberate faults for tests and demonstrations: outbound loss and delay, drawn from the
@@ -191,8 +205,15 @@ pub struct TransportStats {
     pub datagrams_received: u64,
     /// Bytes of those datagrams.
     pub bytes_received: u64,
-    /// Received datagrams dropped by the codec, by reason.
+    /// Received datagrams dropped by the codec or the anti-replay check, by reason.
     pub drops: DropCounts,
+    /// The anti-replay guard: accepted, dropped by reason, restarts seen, senders evicted.
+    pub replay: ReplayStats,
+    /// Senders in the anti-replay table now (at most `ReplayConfig::max_senders`).
+    pub replay_senders: usize,
+    /// This node's boot epoch, stamped on every datagram it sends (microseconds since the
+    /// Unix epoch).
+    pub epoch: u64,
     /// Sends refused because the datagram would exceed the maximum.
     pub send_refused_oversize: u64,
     /// Datagrams dropped because the kernel's send buffer was full.
@@ -327,7 +348,10 @@ pub struct TransportActor {
     sender: Sender,
     receiver: Option<Receiver>,
     encoder: PacketCodec,
-    decoder: Option<PacketCodec>,
+    decoder: PacketCodec,
+    replay: ReplayGuard,
+    epoch: u64,
+    counter: u64,
     routes: BTreeMap<PacketType, Recipient<InboundMessage>>,
     app_routes: BTreeMap<u16, Recipient<InboundMessage>>,
     observers: Vec<Recipient<PeerStatus>>,
@@ -347,7 +371,9 @@ pub struct TransportActor {
 
 impl TransportActor {
     /// A transport for `socket` (already bound) that seals with `encoder` and opens with
-    /// `decoder` (two codecs of the same security configuration).
+    /// `decoder` (two codecs of the same security configuration), with the default
+    /// [`ReplayConfig`] and an epoch read from the system clock (set both with
+    /// [`TransportActor::with_replay`] and [`TransportActor::with_epoch`]).
     ///
     /// # Errors
     /// The OS error if the UDP socket's address cannot be read.
@@ -374,7 +400,11 @@ impl TransportActor {
             sender,
             receiver: Some(receiver),
             encoder,
-            decoder: Some(decoder),
+            decoder,
+            replay: ReplayGuard::new(ReplayConfig::default())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            epoch: system_epoch(),
+            counter: 0,
             routes: BTreeMap::new(),
             app_routes: BTreeMap::new(),
             observers: Vec::new(),
@@ -410,19 +440,59 @@ impl TransportActor {
         self.local_addr
     }
 
+    /// Stamps `epoch` (this node's boot time, microseconds since the Unix epoch) on every
+    /// datagram. A restarted node MUST use a larger epoch than its previous run: with an
+    /// equal one its receivers drop its datagrams as replayed or too old until its counter
+    /// passes the old run's, with a smaller one as stale epoch until they forget the sender.
+    #[must_use]
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// Uses `config` for the anti-replay window and sender table.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if `config` is out of bounds ([`ReplayConfig::validate`]).
+    pub fn with_replay(mut self, config: ReplayConfig) -> Result<Self, ConfigError> {
+        self.replay = ReplayGuard::new(config)?;
+        Ok(self)
+    }
+
+    fn keyring_change(
+        &mut self,
+        change: impl Fn(&mut gossip_crypto::Keyring) -> Result<(), KeyringError>,
+    ) -> Result<KeyringView, KeyringError> {
+        let keyring = self.encoder.keyring_mut().ok_or(KeyringError::Plaintext)?;
+        change(keyring)?;
+        let view = KeyringView {
+            primary: keyring.primary_id(),
+            accepted: keyring.accepted_ids(),
+        };
+        if let Some(keyring) = self.decoder.keyring_mut() {
+            // The same change on the decoder's copy; it held the same keys, so it succeeds.
+            let _ = change(keyring);
+        }
+        Ok(view)
+    }
+
     fn send(&mut self, msg: SendMessage, ctx: &mut Context<Self>) -> Result<(), SendError> {
         let kind = msg.message.packet_type();
         let envelope = Envelope {
             sender: self.local_id,
+            epoch: self.epoch,
+            counter: self.counter,
             message: msg.message,
         };
         self.buf.clear();
         if let Err(err) = self.encoder.encode_datagram(&envelope, &mut self.buf) {
+            // Nothing was sealed under this counter, so it is not used up.
             if matches!(err, EncodeError::TooLarge { .. }) {
                 self.stats.send_refused_oversize += 1;
             }
             return Err(SendError::Encode(err));
         }
+        self.counter = self.counter.wrapping_add(1);
         if self.fault.loss > 0.0 && self.rng.random_bool(self.fault.loss.clamp(0.0, 1.0)) {
             self.stats.injected_loss += 1;
             return Ok(());
@@ -520,10 +590,20 @@ impl TransportActor {
         }
     }
 
-    fn receive(&mut self, decoded: Decoded, from: SocketAddr) {
+    fn receive(&mut self, mut datagram: BytesMut, from: SocketAddr) {
+        let len = datagram.len();
         self.stats.datagrams_received += 1;
-        self.stats.bytes_received += decoded.len as u64;
-        let envelope = match decoded.result {
+        self.stats.bytes_received += len as u64;
+        let checked = self
+            .decoder
+            .decode_datagram(&mut datagram)
+            .and_then(|envelope| {
+                self.replay
+                    .handle_datagram(envelope.sender, envelope.epoch, envelope.counter)
+                    .map_err(DropReason::from_replay)?;
+                Ok(envelope)
+            });
+        let envelope = match checked {
             Ok(envelope) => envelope,
             Err(reason) => {
                 tracing::trace!(%from, %reason, "datagram dropped");
@@ -532,11 +612,9 @@ impl TransportActor {
             }
         };
         let kind = envelope.message.packet_type();
-        tracing::trace!(%from, node = %envelope.sender.short(), ?kind, len = decoded.len, "datagram received");
+        tracing::trace!(%from, node = %envelope.sender.short(), ?kind, len, "datagram received");
         self.stats.received_by_type.record(kind);
-        self.stats
-            .received_bytes_by_type
-            .add(kind, decoded.len as u64);
+        self.stats.received_bytes_by_type.add(kind, len as u64);
         let received_at = tokio::time::Instant::now().into_std();
         if !self.limiter.admit(received_at, from) {
             self.stats.rate_limited += 1;
@@ -590,41 +668,29 @@ impl Actor for TransportActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
-        let (Some(mut decoder), Some(receiver)) = (self.decoder.take(), self.receiver.take())
-        else {
+        let Some(receiver) = self.receiver.take() else {
             return;
         };
         match receiver {
             Receiver::Udp(socket) => {
-                ctx.add_stream(UdpFramed::new(socket, decoder));
+                // `BytesCodec` hands over each datagram whole (and skips empty ones, as the
+                // packet codec's `Decoder` does); the actor decodes it with its own codec.
+                ctx.add_stream(UdpFramed::new(socket, BytesCodec::new()));
             }
             Receiver::Sim(mut socket) => {
-                // The same codec, fed one simulated datagram at a time.
-                let stream = futures::stream::poll_fn(move |cx| socket.poll_recv(cx)).map(
-                    move |(mut datagram, from)| match decoder.decode(&mut datagram) {
-                        Ok(Some(decoded)) => Ok((decoded, from)),
-                        Ok(None) => Ok((
-                            Decoded {
-                                len: 0,
-                                result: Err(gossip_net::DropReason::Truncated),
-                            },
-                            from,
-                        )),
-                        Err(err) => Err(err),
-                    },
-                );
+                let stream = futures::stream::poll_fn(move |cx| socket.poll_recv(cx)).map(Ok);
                 ctx.add_stream(stream);
             }
         }
     }
 }
 
-impl StreamHandler<Result<(Decoded, SocketAddr), io::Error>> for TransportActor {
-    fn handle(&mut self, item: Result<(Decoded, SocketAddr), io::Error>, _: &mut Context<Self>) {
+impl StreamHandler<Result<(BytesMut, SocketAddr), io::Error>> for TransportActor {
+    fn handle(&mut self, item: Result<(BytesMut, SocketAddr), io::Error>, _: &mut Context<Self>) {
         let span = self.span.clone();
         let _node = span.enter();
         match item {
-            Ok((decoded, from)) => self.receive(decoded, from),
+            Ok((datagram, from)) => self.receive(datagram, from),
             Err(err) => {
                 tracing::debug!(error = %err, "receive failed");
                 self.stats.recv_errors += 1;
@@ -677,8 +743,79 @@ impl Handler<GetTransportStats> for TransportActor {
     type Result = MessageResult<GetTransportStats>;
 
     fn handle(&mut self, _: GetTransportStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.stats)
+        let mut stats = self.stats;
+        stats.replay = self.replay.stats();
+        stats.replay_senders = self.replay.senders();
+        stats.epoch = self.epoch;
+        MessageResult(stats)
     }
+}
+
+impl Handler<AddKey> for TransportActor {
+    type Result = Result<KeyringView, KeyringError>;
+
+    fn handle(&mut self, msg: AddKey, _: &mut Context<Self>) -> Self::Result {
+        self.keyring_change(|keyring| {
+            keyring.add_accepted(msg.key.clone());
+            Ok(())
+        })
+    }
+}
+
+impl Handler<SetPrimaryKey> for TransportActor {
+    type Result = Result<KeyringView, KeyringError>;
+
+    fn handle(&mut self, msg: SetPrimaryKey, _: &mut Context<Self>) -> Self::Result {
+        let key_id = msg.key_id;
+        self.keyring_change(|keyring| {
+            if keyring.primary_id() == key_id && !keyring.accepted_ids().contains(&key_id) {
+                return Ok(()); // already primary
+            }
+            match keyring.promote(key_id) {
+                1 => Ok(()),
+                0 => Err(KeyringError::UnknownKeyId { key_id }),
+                count => Err(KeyringError::AmbiguousKeyId { key_id, count }),
+            }
+        })
+    }
+}
+
+impl Handler<RemoveKey> for TransportActor {
+    type Result = Result<KeyringView, KeyringError>;
+
+    fn handle(&mut self, msg: RemoveKey, _: &mut Context<Self>) -> Self::Result {
+        let key_id = msg.key_id;
+        self.keyring_change(|keyring| {
+            if keyring.primary_id() == key_id {
+                return Err(KeyringError::RemovePrimary { key_id });
+            }
+            match keyring.remove(key_id) {
+                0 => Err(KeyringError::UnknownKeyId { key_id }),
+                _ => Ok(()),
+            }
+        })
+    }
+}
+
+impl Handler<GetKeyring> for TransportActor {
+    type Result = Option<KeyringView>;
+
+    fn handle(&mut self, _: GetKeyring, _: &mut Context<Self>) -> Self::Result {
+        match self.encoder.security() {
+            gossip_net::Security::Encrypted(keyring) => Some(KeyringView {
+                primary: keyring.primary_id(),
+                accepted: keyring.accepted_ids(),
+            }),
+            gossip_net::Security::Plaintext => None,
+        }
+    }
+}
+
+/// The system clock in microseconds since the Unix epoch (0 if it reads before 1970).
+pub fn system_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Handler<Shutdown> for TransportActor {

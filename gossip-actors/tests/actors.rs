@@ -333,12 +333,16 @@ async fn the_transport_routes_authenticated_messages_and_counts_bad_datagrams() 
     let mut codec = PacketCodec::new(security, 1400).unwrap();
     let ack = Envelope {
         sender: NodeId([2; 32]),
+        epoch: 1,
+        counter: 0,
         message: Message::PushAck {
             id: MessageId([4; 16]),
         },
     };
     let sync = Envelope {
         sender: NodeId([2; 32]),
+        epoch: 1,
+        counter: 1,
         message: Message::PullSync { ids: vec![] },
     };
     for envelope in [&ack, &sync] {
@@ -418,6 +422,9 @@ async fn the_transport_rate_limits_each_source_and_counts_the_drops() {
     let mut send = async |socket: &tokio::net::UdpSocket, n: u8| {
         let ack = Envelope {
             sender: NodeId([2; 32]),
+            // A fresh packet counter per datagram, so none is dropped as a replay.
+            epoch: 1,
+            counter: u64::from(n),
             message: Message::PushAck {
                 id: MessageId([n; 16]),
             },

@@ -66,6 +66,9 @@
 //!   token bucket, adapted by AIMD from the overflow of gossip messages, and re-split
 //!   pairwise between gossip partners from piggybacked rates so capacity is shared fairly.
 //!
+//! - [`replay`]: anti-replay as in WireGuard and IPsec (RFC 6479): a sliding window of packet
+//!   counters per sender, reset by the sender's boot epoch, in a bounded table of senders.
+//!
 //! The wire shapes are in [`id`] and [`message`]; their encoding lives in `gossip-net`, and
 //! [`message::wire_bound`] lets the core size datagrams without the encoder.
 //!
@@ -88,6 +91,7 @@ pub mod membership;
 pub mod message;
 pub mod peers;
 pub mod reconcile;
+pub mod replay;
 pub mod tree;
 
 pub use config::ConfigError;

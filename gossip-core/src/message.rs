@@ -210,11 +210,24 @@ impl Message {
     }
 }
 
-/// The plaintext of every datagram: who sent it, and what.
+/// The plaintext of every datagram: who sent it, when that node booted, which of its
+/// datagrams this is, and the message.
+///
+/// On the wire: `sender (32) ‖ epoch (8, big-endian) ‖ counter (8, big-endian) ‖ message`, so
+/// the message's variant byte is always at offset [`wire_bound::ENVELOPE_HEADER`] (48).
+/// `epoch` and `counter` feed the receiver's anti-replay window ([`crate::replay`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// The sending node. Trusted only as far as the key that sealed the datagram is.
     pub sender: NodeId,
+    /// The sender's boot time, in microseconds since the Unix epoch (its wall clock when it
+    /// started): a restarted node has a larger epoch, which resets its receivers' windows.
+    #[serde(with = "fixed_be")]
+    pub epoch: u64,
+    /// The sender's packet counter: 0 for the first datagram it sends after booting, then one
+    /// more for every datagram, to any destination.
+    #[serde(with = "fixed_be")]
+    pub counter: u64,
     /// The message.
     pub message: Message,
 }
@@ -222,7 +235,21 @@ pub struct Envelope {
 impl Envelope {
     /// An upper bound, in bytes, on the encoded envelope (see [`wire_bound`]).
     pub fn encoded_len_bound(&self) -> usize {
-        NodeId::LEN + self.message.encoded_len_bound()
+        wire_bound::ENVELOPE_HEADER + self.message.encoded_len_bound()
+    }
+}
+
+/// A `u64` as 8 big-endian bytes (a fixed-size array: no length prefix, no varint), so the
+/// envelope header has a fixed size.
+mod fixed_be {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        value.to_be_bytes().serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        <[u8; 8]>::deserialize(deserializer).map(u64::from_be_bytes)
     }
 }
 
@@ -232,6 +259,8 @@ impl Envelope {
 /// `gossip-net` checks in its tests that every encoded envelope is at most
 /// [`Envelope::encoded_len_bound`] bytes.
 pub mod wire_bound {
+    /// Bytes in front of every message in an envelope: sender (32), epoch (8) and counter (8).
+    pub const ENVELOPE_HEADER: usize = crate::id::NodeId::LEN + 8 + 8;
     /// Enum variant index (varint, 1 byte below 251).
     pub const VARIANT: usize = 1;
     /// Length prefix of a byte string or list below 65,536 entries (varint, at most 3 bytes).
@@ -246,11 +275,11 @@ pub mod wire_bound {
 
     /// Bytes of an envelope around a [`crate::message::Gossip`] with an empty payload: the
     /// largest payload that fits `max_envelope_len` is `max_envelope_len - GOSSIP_OVERHEAD`.
-    pub const GOSSIP_OVERHEAD: usize = crate::id::NodeId::LEN + VARIANT + gossip(0);
+    pub const GOSSIP_OVERHEAD: usize = ENVELOPE_HEADER + VARIANT + gossip(0);
 
     /// How many message ids one `PullSync`/`PullRequest` may carry within `max_envelope_len`.
     pub const fn ids_per_message(max_envelope_len: usize) -> usize {
-        let fixed = crate::id::NodeId::LEN + VARIANT + LENGTH_PREFIX;
+        let fixed = ENVELOPE_HEADER + VARIANT + LENGTH_PREFIX;
         if max_envelope_len <= fixed {
             0
         } else {

@@ -419,6 +419,36 @@ impl Keyring {
         before - self.accepted.len()
     }
 
+    /// Makes the accepted key whose id is `key_id` the primary, as [`Keyring::rotate`] does
+    /// with that key (the previous primary stays accepted). For operators who name keys by
+    /// their id (section 4.3 of the wire document) rather than by their bytes.
+    ///
+    /// Returns how many accepted keys have that id: the keyring changed only if it is 1.
+    /// 0 means no accepted key has it (the primary's own id also gives 0 and changes nothing);
+    /// 2 or more means distinct keys collide on that id (probability 1/256 per pair), and
+    /// which one to seal with is ambiguous: use [`Keyring::rotate`] with the key itself.
+    pub fn promote(&mut self, key_id: u8) -> usize {
+        let matching: Vec<usize> = self
+            .accepted
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.id == key_id)
+            .map(|(i, _)| i)
+            .collect();
+        if let [index] = matching[..] {
+            let entry = self.accepted.remove(index);
+            let old = std::mem::replace(&mut self.primary, entry);
+            self.accepted.push(old);
+        }
+        matching.len()
+    }
+
+    /// Ids of the accepted (open-only) keys, in insertion order; the primary's is
+    /// [`Keyring::primary_id`].
+    pub fn accepted_ids(&self) -> Vec<u8> {
+        self.accepted.iter().map(|e| e.id).collect()
+    }
+
     /// Id of the primary (sealing) key: the value for byte 3 of an outgoing label.
     pub fn primary_id(&self) -> u8 {
         self.primary.id

@@ -458,3 +458,35 @@ proptest! {
         prop_assert_eq!(open(&keyring, keyring.primary_id(), &aad, &body), Ok(plaintext));
     }
 }
+
+#[test]
+fn promote_by_id_moves_one_accepted_key_and_refuses_ambiguity() {
+    let (a, b) = (key(1), key(2));
+    assert_ne!(a.id(), b.id());
+    let mut ring = Keyring::new(a.clone());
+    // Nothing accepted with that id yet: nothing changes.
+    assert_eq!(ring.promote(b.id()), 0);
+    assert_eq!(ring.primary_id(), a.id());
+    ring.add_accepted(b.clone());
+    assert_eq!(ring.accepted_ids(), vec![b.id()]);
+    assert_eq!(ring.promote(b.id()), 1);
+    assert_eq!(ring.primary_id(), b.id());
+    assert_eq!(ring.accepted_ids(), vec![a.id()]);
+    // The primary's own id is not an accepted key.
+    assert_eq!(ring.promote(b.id()), 0);
+    assert_eq!(ring.primary_id(), b.id());
+    // Two accepted keys colliding on one id: ambiguous, nothing changes.
+    // Ids are one byte: among 100,000 distinct keys one collides with `a` (1 - (255/256)^n).
+    let twin = (3u32..100_003)
+        .map(|i| {
+            let mut bytes = [0u8; KEY_LEN];
+            bytes[..4].copy_from_slice(&i.to_be_bytes());
+            Key::from_bytes(bytes)
+        })
+        .find(|k| k.id() == a.id())
+        .expect("a colliding key id");
+    ring.add_accepted(twin);
+    assert_eq!(ring.promote(a.id()), 2);
+    assert_eq!(ring.primary_id(), b.id());
+    assert_eq!(ring.len(), 3);
+}

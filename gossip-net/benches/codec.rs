@@ -41,6 +41,8 @@ const KEY: [u8; 32] = [0x42; 32];
 fn push(payload_len: usize) -> Envelope {
     Envelope {
         sender: NodeId([1; 32]),
+        epoch: 1_700_000_000_000_000,
+        counter: 7,
         message: Message::PushMessage(Gossip {
             id: MessageId([2; 16]),
             origin: NodeId([3; 32]),
@@ -55,6 +57,8 @@ fn push(payload_len: usize) -> Envelope {
 fn envelope_for(codec: &PacketCodec, target: usize) -> (Envelope, usize) {
     let ack = Envelope {
         sender: NodeId([1; 32]),
+        epoch: 1_700_000_000_000_000,
+        counter: 7,
         message: Message::PushAck {
             id: MessageId([2; 16]),
         },

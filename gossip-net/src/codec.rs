@@ -18,14 +18,14 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use gossip_core::{Envelope, PacketType};
+use gossip_core::Envelope;
 use gossip_crypto::{CryptoError, Keyring, NONCE_LEN, SEAL_OVERHEAD, TAG_LEN};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::drops::DropReason;
-use crate::label::{Cipher, LABEL_LEN, Label, WIRE_VERSION};
+use crate::label::{Cipher, LABEL_LEN, Label};
 use crate::wire::{self, WireError};
 
 /// The largest UDP payload over IPv4, in bytes: the upper bound for `max_datagram`.
@@ -141,6 +141,8 @@ pub enum CodecConfigError {
 /// let mut codec = PacketCodec::new(Security::Encrypted(keyring), 1400)?;
 /// let envelope = Envelope {
 ///     sender: NodeId([1; 32]),
+///     epoch: 1_700_000_000_000_000,
+///     counter: 0,
 ///     message: Message::PushAck { id: MessageId([2; 16]) },
 /// };
 /// let mut datagram = BytesMut::new();
@@ -193,6 +195,17 @@ impl PacketCodec {
     /// The security configuration.
     pub fn security(&self) -> &Security {
         &self.security
+    }
+
+    /// The keyring, to change at runtime (add, promote, remove keys: see [`Keyring`]'s
+    /// rotation steps); `None` in plaintext mode. The next datagram encoded or decoded uses
+    /// the changed keyring. Another codec that shared the keyring keeps its own copy (the
+    /// `Arc` is cloned on write), so apply the same change to every codec of a node.
+    pub fn keyring_mut(&mut self) -> Option<&mut Keyring> {
+        match &mut self.security {
+            Security::Encrypted(keyring) => Some(Arc::make_mut(keyring)),
+            Security::Plaintext => None,
+        }
     }
 
     /// The largest encoded envelope, in bytes, that fits one datagram.
@@ -298,15 +311,15 @@ impl PacketCodec {
         let Some((label, body)) = datagram.split_first_chunk_mut::<LABEL_LEN>() else {
             return Err(DropReason::Truncated);
         };
-        if label[0] != WIRE_VERSION {
-            return Err(DropReason::UnsupportedVersion);
-        }
-        let packet_type = PacketType::from_byte(label[1]).ok_or(DropReason::UnknownType)?;
-        let cipher = Cipher::from_byte(label[2]).ok_or(DropReason::UnknownCipher)?;
+        let Label {
+            packet_type,
+            cipher,
+            key_id,
+            body_len,
+        } = Label::parse(label)?;
         if cipher != self.security.cipher() {
             return Err(DropReason::CipherMismatch);
         }
-        let body_len = u32::from_be_bytes([label[4], label[5], label[6], label[7]]);
         if usize::try_from(body_len).ok() != Some(body.len()) {
             return Err(DropReason::LengthMismatch);
         }
@@ -316,7 +329,6 @@ impl PacketCodec {
                 if body.len() < SEAL_OVERHEAD {
                     return Err(DropReason::Truncated);
                 }
-                let key_id = label[3];
                 if !keyring.contains_key_id(key_id) {
                     return Err(DropReason::UnknownKeyId);
                 }

@@ -1,4 +1,8 @@
 //! Why an inbound datagram was dropped, and counters by reason.
+//!
+//! The first eleven reasons are the codec's checks 1 to 12 (`docs/wire.md` section 1.4;
+//! `truncated` serves two of them); the last three are checks 13 to 15, the anti-replay check
+//! that the transport runs on a datagram the codec accepted (`gossip_core::replay`).
 
 use std::fmt;
 
@@ -31,11 +35,20 @@ pub enum DropReason {
     Malformed,
     /// The decoded message's kind differs from the label's packet type.
     TypeMismatch,
+    /// Anti-replay: the sender's counter was already accepted in its current epoch (a
+    /// duplicated or re-sent datagram).
+    Replayed,
+    /// Anti-replay: the counter is a whole window (2,048 by default) or more below the
+    /// sender's highest; it cannot be told apart from a replay.
+    TooOld,
+    /// Anti-replay: the epoch is older than one already accepted from the same sender (a
+    /// datagram from before that node restarted).
+    StaleEpoch,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::UnsupportedVersion,
@@ -47,6 +60,9 @@ impl DropReason {
         DropReason::Unauthenticated,
         DropReason::Malformed,
         DropReason::TypeMismatch,
+        DropReason::Replayed,
+        DropReason::TooOld,
+        DropReason::StaleEpoch,
     ];
 
     /// A snake_case name for metrics and JSON.
@@ -63,16 +79,38 @@ impl DropReason {
             DropReason::Unauthenticated => "unauthenticated",
             DropReason::Malformed => "malformed",
             DropReason::TypeMismatch => "type_mismatch",
+            DropReason::Replayed => "replayed",
+            DropReason::TooOld => "too_old",
+            DropReason::StaleEpoch => "stale_epoch",
         }
     }
 
     /// True for the reasons that mean "not from a holder of our key": cipher mismatch, unknown
-    /// key id, failed tag. The others mean a broken or hostile datagram.
+    /// key id, failed tag. The others mean a broken, hostile or replayed datagram.
     pub fn is_auth(self) -> bool {
         matches!(
             self,
             DropReason::CipherMismatch | DropReason::UnknownKeyId | DropReason::Unauthenticated
         )
+    }
+
+    /// True for the anti-replay reasons: replayed, too old, stale epoch. Such a datagram was
+    /// authenticated and well formed, but a copy of it (or a newer boot of its sender) had
+    /// been accepted before.
+    pub fn is_replay(self) -> bool {
+        matches!(
+            self,
+            DropReason::Replayed | DropReason::TooOld | DropReason::StaleEpoch
+        )
+    }
+
+    /// The drop reason of an anti-replay verdict.
+    pub fn from_replay(drop: gossip_core::replay::ReplayDrop) -> Self {
+        match drop {
+            gossip_core::replay::ReplayDrop::Replayed => DropReason::Replayed,
+            gossip_core::replay::ReplayDrop::TooOld => DropReason::TooOld,
+            _ => DropReason::StaleEpoch,
+        }
     }
 
     fn index(self) -> usize {
@@ -117,9 +155,18 @@ impl DropCounts {
             .sum()
     }
 
-    /// Drops for which [`DropReason::is_auth`] does not hold.
+    /// Drops for which [`DropReason::is_replay`] holds.
+    pub fn replay(&self) -> u64 {
+        self.iter()
+            .filter(|(r, _)| r.is_replay())
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Drops for which neither [`DropReason::is_auth`] nor [`DropReason::is_replay`] holds:
+    /// broken or hostile datagrams.
     pub fn malformed(&self) -> u64 {
-        self.total() - self.auth()
+        self.total() - self.auth() - self.replay()
     }
 
     /// `(reason, count)` for every reason, in [`DropReason::ALL`] order.

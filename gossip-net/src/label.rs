@@ -14,6 +14,8 @@
 
 use gossip_core::PacketType;
 
+use crate::drops::DropReason;
+
 /// Bytes of the label.
 pub const LABEL_LEN: usize = 8;
 
@@ -55,6 +57,23 @@ pub struct Label {
 }
 
 impl Label {
+    /// Parses the label's bytes: checks 3 to 5 of `docs/wire.md` section 1.4 (version, type,
+    /// cipher byte). Nothing else is checked here (not the cipher the receiver requires, not
+    /// the body length against the datagram, not the key id): the codec does, in order.
+    pub(crate) fn parse(bytes: &[u8; LABEL_LEN]) -> Result<Label, DropReason> {
+        if bytes[0] != WIRE_VERSION {
+            return Err(DropReason::UnsupportedVersion);
+        }
+        let packet_type = PacketType::from_byte(bytes[1]).ok_or(DropReason::UnknownType)?;
+        let cipher = Cipher::from_byte(bytes[2]).ok_or(DropReason::UnknownCipher)?;
+        Ok(Label {
+            packet_type,
+            cipher,
+            key_id: bytes[3],
+            body_len: u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+        })
+    }
+
     /// The label's bytes.
     pub fn to_bytes(&self) -> [u8; LABEL_LEN] {
         let len = self.body_len.to_be_bytes();

@@ -2,7 +2,8 @@
 //!
 //! A datagram is an 8-byte [`Label`] followed by a body. Under AES-256-GCM the body is
 //! `nonce (12) ‖ ciphertext ‖ tag (16)`, the label is the associated data, and the plaintext
-//! is the bincode encoding of an [`Envelope`](gossip_core::Envelope) (sender id and message):
+//! is the bincode encoding of an [`Envelope`](gossip_core::Envelope) (sender id, the sender's
+//! boot epoch and packet counter for anti-replay, and the message):
 //!
 //! ```text
 //! | version | type | cipher | key id | body length (u32 BE) | nonce | AES-GCM(envelope) | tag |
@@ -34,3 +35,18 @@ pub use codec::{
 pub use drops::{DropCounts, DropReason};
 pub use label::{Cipher, LABEL_LEN, Label};
 pub use limit::{InboundLimit, InboundLimiter};
+
+/// Entry points for the fuzz targets of the repository's `fuzz/` crate, compiled only with
+/// `--cfg fuzzing` (set by `cargo fuzz`); not part of the public API.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use crate::drops::DropReason;
+    use crate::label::{LABEL_LEN, Label};
+
+    /// The label parser on the first 8 bytes of `bytes` (`None` if shorter): the codec's
+    /// checks 3 to 5.
+    pub fn parse_label(bytes: &[u8]) -> Option<Result<Label, DropReason>> {
+        let label: &[u8; LABEL_LEN] = bytes.get(..LABEL_LEN)?.try_into().ok()?;
+        Some(Label::parse(label))
+    }
+}

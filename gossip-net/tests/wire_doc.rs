@@ -57,9 +57,17 @@ const EXPECTED: [&str; 14] = [
 ];
 
 /// Fields of a message vector that are not fields of the message.
-const META: [&str; 8] = [
-    "mode", "key", "key_id", "nonce", "sender", "message", "envelope", "datagram",
+const META: [&str; 10] = [
+    "mode", "key", "key_id", "nonce", "sender", "epoch", "counter", "message", "envelope",
+    "datagram",
 ];
+
+/// The sender epoch of every vector and example: 1,700,000,000 s after the Unix epoch
+/// (2023-11-14 22:13:20 UTC), in microseconds.
+const DOC_EPOCH: u64 = 1_700_000_000_000_000;
+
+/// Bytes of the envelope header (sender, epoch, counter): the variant byte's offset.
+const H: usize = 48;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -325,6 +333,8 @@ fn stated_envelope(vector: &Vector) -> Envelope {
     };
     Envelope {
         sender: NodeId(array(field(v, "sender"))),
+        epoch: num(v, "epoch"),
+        counter: num(v, "counter"),
         message,
     }
 }
@@ -972,7 +982,7 @@ fn stated_constants() {
     // Feed messages (section 6.5) and the protocol limits the document states.
     assert_eq!(feed::HEADER_LEN, 103);
     assert_eq!(feed::SIGNED_OVERHEAD, 167);
-    assert_eq!(feed::MAX_CONTENT_LIMIT, 65_288);
+    assert_eq!(feed::MAX_CONTENT_LIMIT, 65_272);
     assert_eq!(feed::DEFAULT_MAX_CONTENT_LEN, 1_024);
     assert_eq!(TreeConfig::default().max_content_len, 1_024);
     assert_eq!(tree::MAX_NOTE_ENTRIES_PER_MESSAGE, 2_048);
@@ -982,8 +992,8 @@ fn stated_constants() {
     let state = ReconcileConfig::default();
     assert_eq!(state.max_key_len, 128);
     assert_eq!(state.max_value_len, 1_024);
-    assert_eq!(state.largest_value_len(), 1_066);
-    assert_eq!(state.max_message_len(), 1_331);
+    assert_eq!(state.largest_value_len(), 1_050);
+    assert_eq!(state.max_message_len(), 1_315);
     let cyclon = CyclonConfig::default();
     assert_eq!((cyclon.view_size, cyclon.shuffle_length), (20, 8));
     assert_eq!(cyclon.max_shuffle_length(), 23);
@@ -1070,10 +1080,12 @@ fn stated_packet_types_and_variant_indexes() {
     for (message, (index, type_byte, name)) in messages.iter().zip(VARIANTS) {
         let envelope = Envelope {
             sender: NodeId([0; 32]),
+            epoch: DOC_EPOCH,
+            counter: 0,
             message: message.clone(),
         };
         let bytes = encode_envelope(&envelope);
-        assert_eq!(bytes[32], index, "{name}: variant index");
+        assert_eq!(bytes[H], index, "{name}: variant index");
         assert_eq!(message.packet_type().to_byte(), type_byte, "{name}: type");
         assert_eq!(message_fields(message).0, name);
         assert_eq!(wire::decode_envelope(&bytes).unwrap(), envelope);
@@ -1087,19 +1099,28 @@ fn stated_packet_types_and_variant_indexes() {
     // The worked Application example of section 5.
     let app = Envelope {
         sender: NodeId([0; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::Application(gossip_core::AppMessage {
             kind: 0x7001,
             payload: Bytes::from_static(b"ping 1"),
         }),
     };
     assert_eq!(
-        to_hex(&encode_envelope(&app)[32..]),
+        to_hex(&encode_envelope(&app)[32..H]),
+        "00060a24181e40000000000000000000"
+    );
+    assert_eq!(
+        to_hex(&encode_envelope(&app)[H..]),
         "0cfb01700670696e672031"
     );
     assert!(
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/wire.md"))
             .unwrap()
-            .contains("`00`×32 ‖ `0c` ‖ `fb 01 70` ‖ `06` ‖ `70696e672031`"),
+            .contains(
+                "`00`×32 ‖ `00060a24181e4000` (epoch) ‖\n`0000000000000000` (counter) ‖ `0c` ‖ \
+                 `fb 01 70` ‖ `06` ‖ `70696e672031`"
+            ),
         "the document states the same bytes"
     );
     // Every assigned type byte, and no other.
@@ -1138,6 +1159,8 @@ fn stated_size_budget() {
     let mut codec = PacketCodec::new(Security::Encrypted(keyring), 1400).unwrap();
     let push = |hop: u16, len: usize| Envelope {
         sender: NodeId([1; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::PushMessage(Gossip {
             id: MessageId([2; 16]),
             origin: NodeId([3; 32]),
@@ -1148,45 +1171,49 @@ fn stated_size_budget() {
     let fits = |codec: &mut PacketCodec, e: &Envelope| {
         codec.encode_datagram(e, &mut BytesMut::new()).is_ok()
     };
-    assert_eq!(codec.datagram_len(&push(0, 1279)).unwrap(), 1400);
-    assert!(fits(&mut codec, &push(0, 1279)));
-    assert!(!fits(&mut codec, &push(0, 1280)));
-    assert!(fits(&mut codec, &push(300, 1277)));
-    assert!(!fits(&mut codec, &push(300, 1278)));
+    assert_eq!(codec.datagram_len(&push(0, 1263)).unwrap(), 1400);
+    assert!(fits(&mut codec, &push(0, 1263)));
+    assert!(!fits(&mut codec, &push(0, 1264)));
+    assert!(fits(&mut codec, &push(300, 1261)));
+    assert!(!fits(&mut codec, &push(300, 1262)));
     let sync = |n: usize| Envelope {
         sender: NodeId([1; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::PullSync {
             ids: vec![MessageId([4; 16]); n],
         },
     };
-    assert_eq!(codec.datagram_len(&sync(83)).unwrap(), 36 + 34 + 83 * 16);
-    assert!(fits(&mut codec, &sync(83)));
-    assert!(!fits(&mut codec, &sync(84)));
+    assert_eq!(codec.datagram_len(&sync(82)).unwrap(), 36 + 50 + 82 * 16);
+    assert!(fits(&mut codec, &sync(82)));
+    assert!(!fits(&mut codec, &sync(83)));
     let mut plain = PacketCodec::new(Security::Plaintext, 1400).unwrap();
-    assert!(fits(&mut plain, &push(0, 1307)));
-    assert!(!fits(&mut plain, &push(0, 1308)));
-    assert!(fits(&mut plain, &sync(84)));
-    assert!(!fits(&mut plain, &sync(85)));
-    assert_eq!(plain.datagram_len(&push_ack()).unwrap(), 57);
-    assert_eq!(codec.datagram_len(&push_ack()).unwrap(), 85);
+    assert!(fits(&mut plain, &push(0, 1291)));
+    assert!(!fits(&mut plain, &push(0, 1292)));
+    assert!(fits(&mut plain, &sync(83)));
+    assert!(!fits(&mut plain, &sync(84)));
+    assert_eq!(plain.datagram_len(&push_ack()).unwrap(), 73);
+    assert_eq!(codec.datagram_len(&push_ack()).unwrap(), 101);
 
     // The largest datagram.
     let keyring = Arc::new(Keyring::new(Key::from_bytes([7; 32])));
     let mut big = PacketCodec::new(Security::Encrypted(keyring), 65_507).unwrap();
-    assert!(fits(&mut big, &push(300, 65_384)));
-    assert!(!fits(&mut big, &push(300, 65_385)));
-    assert!(fits(&mut big, &sync(4_089)));
-    assert!(!fits(&mut big, &sync(4_090)));
+    assert!(fits(&mut big, &push(300, 65_368)));
+    assert!(!fits(&mut big, &push(300, 65_369)));
+    assert!(fits(&mut big, &sync(4_088)));
+    assert!(!fits(&mut big, &sync(4_089)));
     let mut big_plain = PacketCodec::new(Security::Plaintext, 65_507).unwrap();
-    assert!(fits(&mut big_plain, &push(300, 65_412)));
-    assert!(!fits(&mut big_plain, &push(300, 65_413)));
-    assert!(fits(&mut big_plain, &sync(4_091)));
-    assert!(!fits(&mut big_plain, &sync(4_092)));
+    assert!(fits(&mut big_plain, &push(300, 65_396)));
+    assert!(!fits(&mut big_plain, &push(300, 65_397)));
+    assert!(fits(&mut big_plain, &sync(4_090)));
+    assert!(!fits(&mut big_plain, &sync(4_091)));
 }
 
 fn push_ack() -> Envelope {
     Envelope {
         sender: NodeId([0; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::PushAck {
             id: MessageId([0; 16]),
         },
@@ -1206,6 +1233,8 @@ fn most_that_fit(make: impl Fn(usize) -> Message) -> (usize, usize) {
         loop {
             let e = Envelope {
                 sender: NodeId([1; 32]),
+                epoch: DOC_EPOCH,
+                counter: 0,
                 message: make(n + 1),
             };
             if codec.encode_datagram(&e, &mut BytesMut::new()).is_err() {
@@ -1261,7 +1290,7 @@ fn stated_size_budget_of_the_later_protocols() {
     assert_eq!(most_that_fit(digest(largest, max_flow)), (29, 30));
     assert_eq!(
         most_that_fit(digest(smallest, FlowAdvert::default())),
-        (109, 112)
+        (108, 110)
     );
     assert_eq!(most_that_fit(digest(typical, typical_flow)), (54, 55));
     assert_eq!(Digest::FIXED_LEN, 24);
@@ -1291,6 +1320,8 @@ fn stated_size_budget_of_the_later_protocols() {
     });
     let e = Envelope {
         sender: NodeId([1; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: worst_reply,
     };
     assert_eq!(wire::encoded_len(&e).unwrap(), 1_358);
@@ -1316,7 +1347,7 @@ fn stated_size_budget_of_the_later_protocols() {
         most_that_fit(shuffle("[2001:db8::1]:7000", u32::MAX)),
         (23, 23)
     );
-    assert_eq!(most_that_fit(shuffle("10.0.0.1:80", 5)), (34, 34));
+    assert_eq!(most_that_fit(shuffle("10.0.0.1:80", 5)), (33, 34));
     assert_eq!(membership::wire_bound::DESCRIPTOR, 57);
     assert_eq!(membership::wire_bound::entries_per_message(1_364), 23);
 
@@ -1328,8 +1359,8 @@ fn stated_size_budget_of_the_later_protocols() {
             })
         }
     };
-    assert_eq!(most_that_fit(notes(i64::MAX)), (32, 33));
-    assert_eq!(most_that_fit(notes(-1)), (40, 41));
+    assert_eq!(most_that_fit(notes(i64::MAX)), (32, 32));
+    assert_eq!(most_that_fit(notes(-1)), (39, 40));
     assert_eq!(tree::notes_per_datagram(1_364), 32);
     assert_eq!(tree::NOTE_ENTRY_BOUND, 41);
 
@@ -1343,36 +1374,38 @@ fn stated_size_budget_of_the_later_protocols() {
         m.content = Bytes::from(vec![0; content]);
         Envelope {
             sender: NodeId([1; 32]),
+            epoch: DOC_EPOCH,
+            counter: 0,
             message: Message::TreeBatch(FeedBatch { messages: vec![m] }),
         }
     };
-    assert_eq!(tree::max_content_fit(1_364), Some(1_178));
-    assert_eq!(tree::max_content_fit(1_392), Some(1_206));
-    assert_eq!(wire::encoded_len(&batch(1_178)).unwrap(), 1_362);
-    // 34 + 32 + 9 + 33 + 9 + v(len) + 64: 184 + content once the length takes 3 bytes.
-    assert_eq!(wire::encoded_len(&batch(0)).unwrap(), 182);
-    assert_eq!(wire::encoded_len(&batch(251)).unwrap(), 184 + 251);
+    assert_eq!(tree::max_content_fit(1_364), Some(1_162));
+    assert_eq!(tree::max_content_fit(1_392), Some(1_190));
+    assert_eq!(wire::encoded_len(&batch(1_162)).unwrap(), 1_362);
+    // 50 + 32 + 9 + 33 + 9 + v(len) + 64: 200 + content once the length takes 3 bytes.
+    assert_eq!(wire::encoded_len(&batch(0)).unwrap(), 198);
+    assert_eq!(wire::encoded_len(&batch(251)).unwrap(), 200 + 251);
     let keyring = Arc::new(Keyring::new(Key::from_bytes([7; 32])));
     let mut codec = PacketCodec::new(Security::Encrypted(keyring), 1400).unwrap();
     assert!(
         codec
-            .encode_datagram(&batch(1_180), &mut BytesMut::new())
+            .encode_datagram(&batch(1_164), &mut BytesMut::new())
             .is_ok()
     );
     assert!(
         codec
-            .encode_datagram(&batch(1_181), &mut BytesMut::new())
+            .encode_datagram(&batch(1_165), &mut BytesMut::new())
             .is_err()
     );
     let mut plain = PacketCodec::new(Security::Plaintext, 1400).unwrap();
     assert!(
         plain
-            .encode_datagram(&batch(1_208), &mut BytesMut::new())
+            .encode_datagram(&batch(1_192), &mut BytesMut::new())
             .is_ok()
     );
     assert!(
         plain
-            .encode_datagram(&batch(1_209), &mut BytesMut::new())
+            .encode_datagram(&batch(1_193), &mut BytesMut::new())
             .is_err()
     );
     assert_eq!(feed::wire_bound::FIXED, 147);
@@ -1385,6 +1418,8 @@ fn stated_varint_forms() {
     let hop_bytes = |hop: u16| {
         let e = Envelope {
             sender: NodeId([0; 32]),
+            epoch: DOC_EPOCH,
+            counter: 0,
             message: Message::PushMessage(Gossip {
                 id: MessageId([0; 16]),
                 origin: NodeId([0; 32]),
@@ -1395,7 +1430,7 @@ fn stated_varint_forms() {
         let bytes = encode_envelope(&e);
         // Between the origin and the empty payload's length byte `00`.
         assert_eq!(bytes.last(), Some(&0));
-        bytes[32 + 1 + 16 + 32..bytes.len() - 1].to_vec()
+        bytes[H + 1 + 16 + 32..bytes.len() - 1].to_vec()
     };
     assert_eq!(hop_bytes(5), [5]);
     assert_eq!(hop_bytes(250), [250]);
@@ -1405,6 +1440,8 @@ fn stated_varint_forms() {
     // A longer form than needed is accepted on receipt; a marker wider than the field is not.
     let mut bytes = encode_envelope(&Envelope {
         sender: NodeId([0; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::PushMessage(Gossip {
             id: MessageId([0; 16]),
             origin: NodeId([0; 32]),
@@ -1412,20 +1449,20 @@ fn stated_varint_forms() {
             payload: Bytes::new(),
         }),
     });
-    assert_eq!(bytes[81..], [5, 0]);
-    bytes.splice(81..82, [251, 5, 0]);
+    assert_eq!(bytes[97..], [5, 0]);
+    bytes.splice(97..98, [251, 5, 0]);
     let decoded = wire::decode_envelope(&bytes).unwrap();
     assert!(matches!(
         decoded.message,
         Message::PushMessage(Gossip { hop: 5, .. })
     ));
-    bytes.splice(81..84, [252, 5, 0, 0, 0]);
+    bytes.splice(97..100, [252, 5, 0, 0, 0]);
     assert!(wire::decode_envelope(&bytes).is_err());
-    // Variant index 12 (the first unassigned) and the marker bytes 254/255 are refused.
+    // Variant index 13 (the first unassigned) and the marker bytes 254/255 are refused.
     let mut bytes = encode_envelope(&push_ack());
-    for bad in [12u8, 254, 255] {
+    for bad in [13u8, 254, 255] {
         let mut b = bytes.clone();
-        b[32] = bad;
+        b[H] = bad;
         assert!(wire::decode_envelope(&b).is_err(), "variant byte {bad}");
     }
     // Trailing bytes after an envelope are refused.
@@ -1445,6 +1482,8 @@ fn stated_encoding_rules() {
     let addr_bytes = |addr: &str| {
         let e = Envelope {
             sender: NodeId([0; 32]),
+            epoch: DOC_EPOCH,
+            counter: 0,
             message: Message::CyclonShuffle(Shuffle {
                 entries: vec![Descriptor {
                     node: NodeId([0; 32]),
@@ -1454,9 +1493,9 @@ fn stated_encoding_rules() {
             }),
         };
         let bytes = encode_envelope(&e);
-        assert_eq!(bytes[32..34], [8, 1]);
+        assert_eq!(bytes[H..H + 2], [8, 1]);
         assert_eq!(bytes.last(), Some(&7));
-        to_hex(&bytes[66..bytes.len() - 1])
+        to_hex(&bytes[82..bytes.len() - 1])
     };
     assert_eq!(addr_bytes("10.0.0.1:7000"), "000a000001fb581b");
     assert_eq!(addr_bytes("10.0.0.1:80"), "000a00000150");
@@ -1472,19 +1511,21 @@ fn stated_encoding_rules() {
     // An address variant other than 0 (V4) or 1 (V6) is malformed.
     let mut bytes = from_hex(field(&vector("cyclon_shuffle_reply_plaintext"), "envelope"));
     assert!(wire::decode_envelope(&bytes).is_ok());
-    assert_eq!(bytes[66], 0);
-    bytes[66] = 2;
+    assert_eq!(bytes[82], 0);
+    bytes[82] = 2;
     assert!(wire::decode_envelope(&bytes).is_err());
 
     // i64 (notes): zigzag, then the unsigned varint.
     let note_bytes = |note: i64| {
         let e = Envelope {
             sender: NodeId([0; 32]),
+            epoch: DOC_EPOCH,
+            counter: 0,
             message: Message::TreeNotes(Notes {
                 entries: vec![(FeedId([0; 32]), note)],
             }),
         };
-        to_hex(&encode_envelope(&e)[32 + 1 + 1 + 32..])
+        to_hex(&encode_envelope(&e)[H + 1 + 1 + 32..])
     };
     for (note, hex) in [
         (-1, "01"),
@@ -1502,7 +1543,7 @@ fn stated_encoding_rules() {
     }
 
     // bool and Option tags other than 0/1, and keys that are not UTF-8, are malformed. The
-    // state_deltas vector's first delta starts at 34: node, generation, heartbeat, addr,
+    // state_deltas vector's first delta starts at 50: node, generation, heartbeat, addr,
     // gc_version, then `reset`.
     let v = vector("state_deltas_plaintext");
     let bytes = from_hex(field(&v, "envelope"));
@@ -1511,7 +1552,7 @@ fn stated_encoding_rules() {
         panic!("not StateDeltas");
     };
     let d = &deltas.deltas[0];
-    let reset_at = 34
+    let reset_at = 50
         + 32
         + varint_len(d.generation)
         + varint_len(d.heartbeat)
@@ -1542,6 +1583,8 @@ fn stated_encoding_rules() {
     // A u32 (age, rate) refuses the 9-byte marker; a u64 takes it.
     let mut bytes = encode_envelope(&Envelope {
         sender: NodeId([0; 32]),
+        epoch: DOC_EPOCH,
+        counter: 0,
         message: Message::CyclonShuffle(Shuffle {
             entries: vec![Descriptor {
                 node: NodeId([0; 32]),
@@ -1623,6 +1666,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
             Mode::Plaintext,
             Envelope {
                 sender,
+                epoch: DOC_EPOCH,
+                counter: 0,
                 message: Message::PushAck {
                     id: MessageId(array(&to_hex(&seq(0xf0, 16)))),
                 },
@@ -1633,6 +1678,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
             Mode::Plaintext,
             Envelope {
                 sender,
+                epoch: DOC_EPOCH,
+                counter: 1,
                 message: Message::PullSync {
                     ids: vec![
                         MessageId(array(&to_hex(&seq(0x10, 16)))),
@@ -1646,6 +1693,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
             Mode::Aes(kat_key, nonce(0x10)),
             Envelope {
                 sender,
+                epoch: DOC_EPOCH,
+                counter: 41,
                 message: Message::PushMessage(Gossip {
                     id: MessageId(array(&to_hex(&seq(0xa0, 16)))),
                     origin: node(0x40),
@@ -1659,6 +1708,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
             Mode::Aes(raw_key.clone(), nonce(0xc0)),
             Envelope {
                 sender: node(0x80),
+                epoch: DOC_EPOCH,
+                counter: 300,
                 message: Message::PullResponse(Gossip {
                     id: MessageId(array(&to_hex(&seq(0xb0, 16)))),
                     origin: node(0x60),
@@ -1673,6 +1724,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender,
+            epoch: DOC_EPOCH,
+            counter: 65_536,
             message: Message::StateDigest(Digest {
                 range_end: NodePrefix([0x80, 0, 0, 0, 0, 0, 0, 0]),
                 page: vec![
@@ -1710,6 +1763,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender: node(0x20),
+            epoch: DOC_EPOCH,
+            counter: 7,
             message: Message::StateReply(Reply {
                 deltas: vec![NodeDelta {
                     node: node(0x20),
@@ -1754,6 +1809,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender,
+            epoch: DOC_EPOCH,
+            counter: 4_294_967_296,
             message: Message::StateDeltas(Deltas {
                 deltas: vec![
                     NodeDelta {
@@ -1793,6 +1850,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Aes(raw_key, nonce(0x20)),
         Envelope {
             sender,
+            epoch: DOC_EPOCH,
+            counter: 2,
             message: Message::CyclonShuffle(Shuffle {
                 entries: vec![
                     Descriptor {
@@ -1819,6 +1878,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender: node(0x60),
+            epoch: DOC_EPOCH,
+            counter: 3,
             message: Message::CyclonShuffleReply(ShuffleReply {
                 entries: vec![Descriptor {
                     node: node(0xc0),
@@ -1834,6 +1895,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender,
+            epoch: DOC_EPOCH,
+            counter: 12,
             message: Message::TreeNotes(Notes {
                 entries: vec![
                     (FeedId(author.0), 10),
@@ -1849,6 +1912,8 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
         Mode::Plaintext,
         Envelope {
             sender: author,
+            epoch: DOC_EPOCH,
+            counter: 1_000,
             message: Message::TreeBatch(FeedBatch {
                 messages: vec![first, second],
             }),
@@ -1924,6 +1989,8 @@ fn generate_vectors() {
             }
         };
         print_field("sender", &e.sender.0);
+        out!("epoch: {}", e.epoch);
+        out!("counter: {}", e.counter);
         print_message(&e.message);
         print_field("envelope", &encode_envelope(&e));
         print_field("datagram", &datagram);

@@ -75,6 +75,31 @@ mod redb_store;
 
 pub use memory::MemoryStore;
 pub use own_state::{OWN_GENERATION_TABLE, OWN_STATE_TABLE, OwnEntry};
+
+/// Entry points for the fuzz targets of the repository's `fuzz/` crate, compiled only with
+/// `--cfg fuzzing` (set by `cargo fuzz`); not part of the public API. A store file is local,
+/// but a damaged one (a crash, a bad disk) must be refused, never panic the node.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
+
+    use crate::StoreError;
+
+    /// The decoder of a stored feed message (its canonical signed form, checked to be of
+    /// `feed` at `sequence`).
+    pub fn decode_message(
+        bytes: &[u8],
+        feed: FeedId,
+        sequence: u64,
+    ) -> Result<FeedMessage, StoreError> {
+        crate::encoding::decode_message(bytes, feed, sequence)
+    }
+
+    /// The decoder of a stored feed head (sequence and id).
+    pub fn decode_head(bytes: &[u8], feed: FeedId) -> Result<(u64, MessageHash), StoreError> {
+        crate::encoding::decode_head(bytes, feed)
+    }
+}
 pub use redb_store::RedbStore;
 
 #[cfg(test)]

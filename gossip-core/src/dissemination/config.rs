@@ -161,7 +161,7 @@ impl DisseminationConfig {
     }
 
     /// Largest payload [`broadcast`](super::Dissemination::broadcast) accepts, in bytes:
-    /// `max_envelope_len − GOSSIP_OVERHEAD` (1,277 by default). 0 if `max_envelope_len` is
+    /// `max_envelope_len − GOSSIP_OVERHEAD` (1,261 by default). 0 if `max_envelope_len` is
     /// below the overhead (which [`validate`](Self::validate) rejects).
     pub fn max_payload_len(&self) -> usize {
         self.max_envelope_len
@@ -196,8 +196,8 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.max_envelope_len, 1_364);
         assert_eq!(c.max_payload_len(), 1_364 - wire_bound::GOSSIP_OVERHEAD);
-        assert_eq!(c.max_payload_len(), 1_277);
-        assert_eq!(c.ids_per_message(), 83);
+        assert_eq!(c.max_payload_len(), 1_261);
+        assert_eq!(c.ids_per_message(), 82);
         assert_eq!(c.cache_capacity.get(), 512);
         assert_eq!(c.max_outputs_per_input(), 512 + 7);
     }
@@ -289,14 +289,14 @@ mod tests {
                     max_envelope_len: 87,
                     ..ok.clone()
                 },
-                "max_envelope_len is 87 but must be in 88..=65471",
+                "max_envelope_len is 87 but must be in 104..=65471",
             ),
             (
                 DisseminationConfig {
                     max_envelope_len: 65_472,
                     ..ok.clone()
                 },
-                "max_envelope_len is 65472 but must be in 88..=65471",
+                "max_envelope_len is 65472 but must be in 104..=65471",
             ),
             (
                 DisseminationConfig {
@@ -315,7 +315,7 @@ mod tests {
             anti_entropy_peers: 0,
             seen_capacity: 512,
             seen_ttl: Duration::from_secs(30),
-            max_envelope_len: 88,
+            max_envelope_len: 104,
             ..ok.clone()
         }
         .validate()

@@ -470,7 +470,7 @@ impl<R: Rng> Dissemination<R> {
     ///
     /// # Errors
     /// [`BroadcastError::PayloadTooLarge`] when `payload.len()` exceeds
-    /// [`DisseminationConfig::max_payload_len`] (1,277 bytes by default); the state did not
+    /// [`DisseminationConfig::max_payload_len`] (1,261 bytes by default); the state did not
     /// change.
     pub fn broadcast(&mut self, now: Instant, payload: Bytes) -> Result<MessageId, BroadcastError> {
         let max = self.config.max_payload_len();

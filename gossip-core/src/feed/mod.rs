@@ -72,14 +72,14 @@ pub const HEADER_LEN: usize = DOMAIN.len() + 32 + 8 + 1 + 32 + 8 + 4;
 /// signature = 167.
 pub const SIGNED_OVERHEAD: usize = HEADER_LEN + SIGNATURE_LEN;
 
-/// Largest content any feed message may carry, in bytes (65,288): a larger one could not
+/// Largest content any feed message may carry, in bytes (65,272): a larger one could not
 /// travel in one UDP datagram even alone in an envelope (65,507-byte payload − 36 bytes of
-/// label, nonce and tag − 32-byte sender − 1 variant byte − [`wire_bound::feed_message`]`(0)`
+/// label, nonce and tag − 48-byte envelope header (sender, epoch, counter) − 1 variant byte − [`wire_bound::feed_message`]`(0)`
 /// with a 3-byte length prefix). [`FeedMessage::create`] and [`FeedState::validate`] cap any
 /// larger `max_content` at this; [`FeedsConfig::max_content_len`] must not exceed it.
 pub const MAX_CONTENT_LIMIT: usize = MAX_UDP_PAYLOAD
     - DATAGRAM_OVERHEAD
-    - NodeId::LEN
+    - crate::message::wire_bound::ENVELOPE_HEADER
     - 1
     - (wire_bound::FIXED + wire_bound::LENGTH_PREFIX_U16);
 

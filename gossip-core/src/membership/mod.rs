@@ -72,8 +72,8 @@ pub struct Shuffle {
 }
 
 impl Shuffle {
-    /// An upper bound, in bytes, on this shuffle's encoding, without the 33 bytes of
-    /// envelope and variant ([`wire_bound::ENVELOPE_OVERHEAD`]); see [`wire_bound::entries`].
+    /// An upper bound, in bytes, on this shuffle's encoding, without the 49 bytes of
+    /// envelope header and variant ([`wire_bound::ENVELOPE_OVERHEAD`]); see [`wire_bound::entries`].
     pub fn encoded_len_bound(&self) -> usize {
         wire_bound::entries(self.entries.len())
     }
@@ -89,8 +89,8 @@ pub struct ShuffleReply {
 }
 
 impl ShuffleReply {
-    /// An upper bound, in bytes, on this reply's encoding, without the 33 bytes of envelope
-    /// and variant ([`wire_bound::ENVELOPE_OVERHEAD`]); see [`wire_bound::entries`].
+    /// An upper bound, in bytes, on this reply's encoding, without the 49 bytes of envelope
+    /// header and variant ([`wire_bound::ENVELOPE_OVERHEAD`]); see [`wire_bound::entries`].
     pub fn encoded_len_bound(&self) -> usize {
         wire_bound::entries(self.entries.len())
     }
@@ -122,11 +122,11 @@ pub mod wire_bound {
     /// What the envelope adds around a [`Shuffle`](super::Shuffle) or
     /// [`ShuffleReply`](super::ShuffleReply): the sender id (32) and the `Message` variant
     /// index (1).
-    pub const ENVELOPE_OVERHEAD: usize = NodeId::LEN + VARIANT;
+    pub const ENVELOPE_OVERHEAD: usize = crate::message::wire_bound::ENVELOPE_HEADER + VARIANT;
 
     /// Bound on a [`Shuffle`](super::Shuffle) or [`ShuffleReply`](super::ShuffleReply) of `n`
     /// entries: length prefix (3 below 65,536 entries, else 9) + `n` · 57. For the default
-    /// `l = 8`: 459 bytes, 492 with the envelope.
+    /// `l = 8`: 459 bytes, 508 with the envelope.
     pub const fn entries(n: usize) -> usize {
         let prefix = if n < 65_536 { LENGTH_PREFIX } else { 9 };
         prefix + n.saturating_mul(DESCRIPTOR)

@@ -11,7 +11,7 @@ use super::wire::{
 };
 
 /// Smallest accepted [`ReconcileConfig::max_envelope_len`]: room for a digest with three
-/// entries of the largest size (the initiator, the peer and one page entry): 189 bytes.
+/// entries of the largest size (the initiator, the peer and one page entry): 205 bytes.
 pub const MIN_ENVELOPE_LEN: usize =
     ENVELOPE_OVERHEAD + Digest::FIXED_LEN + 3 * DigestEntry::MAX_LEN;
 
@@ -79,7 +79,7 @@ pub struct ReconcileConfig {
     pub max_key_len: usize,
     /// Largest value, in bytes. Default 1,024. Bound: a delta with one entry of the longest key
     /// and the largest value always fits a datagram beside a reply's fixed fields
-    /// ([`largest_value_len`](Self::largest_value_len), 1,066 bytes with the defaults), so
+    /// ([`largest_value_len`](Self::largest_value_len), 1,050 bytes with the defaults), so
     /// reconciliation always makes progress.
     pub max_value_len: usize,
     /// How long a tombstone is kept after this node learned it before it is garbage-collected.
@@ -188,7 +188,7 @@ impl ReconcileConfig {
     }
 
     /// Largest encoded state message (`Digest`, `Reply` or `Deltas`), in bytes:
-    /// `max_envelope_len − 33` (1,331 by default).
+    /// `max_envelope_len − 49` (1,315 by default).
     pub fn max_message_len(&self) -> usize {
         self.max_envelope_len.saturating_sub(ENVELOPE_OVERHEAD)
     }
@@ -202,7 +202,7 @@ impl ReconcileConfig {
 
     /// The largest `max_value_len` this configuration allows: a reply's fixed fields, the
     /// largest delta header and one entry of the longest key and this value fit
-    /// [`max_message_len`](Self::max_message_len). 1,066 bytes with the defaults.
+    /// [`max_message_len`](Self::max_message_len). 1,050 bytes with the defaults.
     pub fn largest_value_len(&self) -> usize {
         let fixed = Reply::FIXED_LEN
             + NodeDelta::MAX_HEADER_LEN
@@ -228,12 +228,12 @@ mod tests {
     fn defaults_are_valid_and_documented_values() {
         let c = ReconcileConfig::default();
         c.validate().unwrap();
-        assert_eq!(c.max_message_len(), 1_331);
-        assert_eq!(c.largest_value_len(), 1_066);
-        assert_eq!(MIN_ENVELOPE_LEN, 189);
+        assert_eq!(c.max_message_len(), 1_315);
+        assert_eq!(c.largest_value_len(), 1_050);
+        assert_eq!(MIN_ENVELOPE_LEN, 205);
         assert!(Reply::FIXED_LEN + c.max_single_delta_len() <= c.max_message_len());
         let at_limit = ReconcileConfig {
-            max_value_len: 1_066,
+            max_value_len: 1_050,
             ..c.clone()
         };
         at_limit.validate().unwrap();
@@ -256,14 +256,14 @@ mod tests {
                     max_envelope_len: 188,
                     ..ok.clone()
                 },
-                "max_envelope_len is 188 but must be in 189..=65471",
+                "max_envelope_len is 188 but must be in 205..=65471",
             ),
             (
                 ReconcileConfig {
                     max_envelope_len: 65_472,
                     ..ok.clone()
                 },
-                "max_envelope_len is 65472 but must be in 189..=65471",
+                "max_envelope_len is 65472 but must be in 205..=65471",
             ),
             (
                 ReconcileConfig {
@@ -284,21 +284,21 @@ mod tests {
                     max_key_len: 0,
                     ..ok.clone()
                 },
-                "max_key_len is 0 but must be in 1..=1331",
+                "max_key_len is 0 but must be in 1..=1315",
             ),
             (
                 ReconcileConfig {
-                    max_value_len: 1_067,
+                    max_value_len: 1_051,
                     ..ok.clone()
                 },
-                "max_value_len is 1067 but must be at most 1066",
+                "max_value_len is 1051 but must be at most 1050",
             ),
             (
                 ReconcileConfig {
                     max_envelope_len: 400,
                     ..ok.clone()
                 },
-                "max_value_len is 1024 but must be at most 104",
+                "max_value_len is 1024 but must be at most 88",
             ),
             (
                 ReconcileConfig {

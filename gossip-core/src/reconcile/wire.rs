@@ -17,7 +17,7 @@
 //!
 //! So the bound of a value is its exact encoded length; it is an upper bound in the sense of
 //! [`crate::message::Envelope::encoded_len_bound`]. The envelope around a message adds
-//! [`ENVELOPE_OVERHEAD`] bytes (sender id and variant byte), so a message whose bound is at
+//! [`ENVELOPE_OVERHEAD`] bytes (sender id, epoch, counter and variant byte), so a message whose bound is at
 //! most `max_envelope_len − ENVELOPE_OVERHEAD` fits one datagram.
 
 use std::net::SocketAddr;
@@ -28,9 +28,11 @@ use serde::{Deserialize, Serialize};
 use crate::flow::FlowAdvert;
 use crate::id::NodeId;
 
-/// Bytes the envelope adds around a state message: the 32-byte sender id and the 1-byte
+/// Bytes the envelope adds around a state message (49): the 48-byte envelope header (sender
+/// id, epoch, counter) and the 1-byte
 /// `Message` variant (types 16, 17, 18 are below 251).
-pub const ENVELOPE_OVERHEAD: usize = NodeId::LEN + crate::message::wire_bound::VARIANT;
+pub const ENVELOPE_OVERHEAD: usize =
+    crate::message::wire_bound::ENVELOPE_HEADER + crate::message::wire_bound::VARIANT;
 
 /// Bytes of an unsigned integer in bincode's varint encoding.
 pub const fn varint_len(value: u64) -> usize {

@@ -34,7 +34,7 @@ pub struct TreeConfig {
     /// Largest encoded envelope, in bytes, as in
     /// [`DisseminationConfig::max_envelope_len`](crate::dissemination::DisseminationConfig::max_envelope_len):
     /// every [`Notes`](super::Notes) and [`FeedBatch`](super::FeedBatch) the core builds has
-    /// an `encoded_len_bound` of at most `max_envelope_len − 33`. Default 1,364 (a 1,400-byte
+    /// an `encoded_len_bound` of at most `max_envelope_len − 49`. Default 1,364 (a 1,400-byte
     /// datagram, memberlist). Bound: `..= 65,507 − 36`, and large enough that a batch of
     /// one message with `max_content_len` bytes of content fits.
     ///
@@ -45,7 +45,7 @@ pub struct TreeConfig {
     /// Largest content of a feed message, in bytes: larger ones are refused by
     /// [`publish`](super::Tree::publish) and rejected when received. Default 1,024
     /// ([`DEFAULT_MAX_CONTENT_LEN`]). Bound: `1..=`[`max_content_fit`]`(max_envelope_len)`
-    /// (1,178 with the default envelope) and ≤ [`MAX_CONTENT_LIMIT`]. Every node of a
+    /// (1,162 with the default envelope) and ≤ [`MAX_CONTENT_LIMIT`]. Every node of a
     /// network must use the same value.
     pub max_content_len: usize,
     /// Feeds followed at once, the node's own included. Default 10,000
@@ -171,7 +171,7 @@ impl TreeConfig {
     }
 
     /// Largest [`Notes`](super::Notes) / [`FeedBatch`](super::FeedBatch) bound the core
-    /// produces: `max_envelope_len − 33` (1,331 by default).
+    /// produces: `max_envelope_len − 49` (1,315 by default).
     pub fn max_struct_len(&self) -> usize {
         max_struct_len(self.max_envelope_len)
     }
@@ -186,7 +186,7 @@ mod tests {
         let c = TreeConfig::default();
         c.validate().unwrap();
         assert_eq!(c.max_envelope_len, 1_364);
-        assert_eq!(c.max_struct_len(), 1_331);
+        assert_eq!(c.max_struct_len(), 1_315);
         assert_eq!(c.notes_interval, Duration::from_millis(1_000));
         assert_eq!(c.source_timeout, Duration::from_millis(3_000));
     }
@@ -221,21 +221,21 @@ mod tests {
                     max_envelope_len: 100,
                     ..ok.clone()
                 },
-                "max_envelope_len is 100 but must be at least 185",
+                "max_envelope_len is 100 but must be at least 201",
             ),
             (
                 TreeConfig {
                     max_envelope_len: 1_000,
                     ..ok.clone()
                 },
-                "max_content_len is 1024 but must be in 1..=814",
+                "max_content_len is 1024 but must be in 1..=798",
             ),
             (
                 TreeConfig {
                     max_content_len: 0,
                     ..ok.clone()
                 },
-                "max_content_len is 0 but must be in 1..=1178",
+                "max_content_len is 0 but must be in 1..=1162",
             ),
             (
                 TreeConfig {
@@ -298,9 +298,9 @@ mod tests {
             assert_eq!(config.validate().unwrap_err().to_string(), message);
         }
         TreeConfig {
-            max_envelope_len: 185,
+            max_envelope_len: 201,
             max_content_len: 1,
-            peer_budget_bytes: 185,
+            peer_budget_bytes: 201,
             max_buffered: 0,
             ..ok
         }

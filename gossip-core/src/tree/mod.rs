@@ -75,7 +75,7 @@ pub const MAX_MESSAGES_PER_BATCH: usize = 512;
 
 /// A message to send, from [`Tree::poll_transmit`]. The shell wraps it in an envelope
 /// (`Message::TreeNotes` / `Message::TreeBatch`) with the local node id as sender; its
-/// [`TreeMessage::encoded_len_bound`] is at most `max_envelope_len − 33`.
+/// [`TreeMessage::encoded_len_bound`] is at most `max_envelope_len − 49`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     /// The peer it is for.
@@ -185,7 +185,7 @@ pub enum PublishError {
         max: usize,
         /// Bound on the encoded batch of one, in bytes.
         batch_len: usize,
-        /// Largest batch bound that fits a datagram: `max_envelope_len − 33`, or less when the
+        /// Largest batch bound that fits a datagram: `max_envelope_len − 49`, or less when the
         /// content limit is lower (a batch with `max` bytes of content).
         max_batch_len: usize,
     },

@@ -5,13 +5,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::feed::{FeedId, FeedMessage, wire_bound as feed_bound};
-use crate::id::NodeId;
 
-/// Bytes the envelope adds around a [`Notes`] or a [`FeedBatch`]: the 32-byte sender id and
-/// the 1-byte variant index of `Message::TreeNotes` (type 21) / `Message::TreeBatch`
+/// Bytes the envelope adds around a [`Notes`] or a [`FeedBatch`] (49): the 48-byte envelope
+/// header (sender id, epoch, counter) and the 1-byte variant index of `Message::TreeNotes` (type 21) / `Message::TreeBatch`
 /// (type 22). Each struct's [`encoded_len_bound`](Notes::encoded_len_bound) must be at most
 /// `max_envelope_len − ENVELOPE_OVERHEAD`.
-pub const ENVELOPE_OVERHEAD: usize = NodeId::LEN + 1;
+pub const ENVELOPE_OVERHEAD: usize = crate::message::wire_bound::ENVELOPE_HEADER + 1;
 
 /// Bound on the varint of an `i64` (bincode 2 standard: zigzag, then 1, 3, 5 or 9 bytes).
 pub const I64_BOUND: usize = 9;
@@ -153,7 +152,7 @@ pub const fn notes_per_datagram(max_envelope_len: usize) -> usize {
 }
 
 /// Largest content such that a [`FeedBatch`] holding one message with it fits
-/// `max_envelope_len` (1,178 bytes for the default 1,364); `None` if not even an empty
+/// `max_envelope_len` (1,162 bytes for the default 1,364); `None` if not even an empty
 /// content fits.
 pub const fn max_content_fit(max_envelope_len: usize) -> Option<usize> {
     let room = max_struct_len(max_envelope_len);
@@ -229,18 +228,18 @@ mod tests {
 
     #[test]
     fn default_sizes() {
-        assert_eq!(ENVELOPE_OVERHEAD, 33);
-        assert_eq!(max_struct_len(1_364), 1_331);
+        assert_eq!(ENVELOPE_OVERHEAD, 49);
+        assert_eq!(max_struct_len(1_364), 1_315);
         assert_eq!(notes_per_datagram(1_364), 32);
-        assert_eq!(max_content_fit(1_364), Some(1_178));
+        assert_eq!(max_content_fit(1_364), Some(1_162));
         assert_eq!(
-            LIST_PREFIX + feed_bound::feed_message(1_178),
+            LIST_PREFIX + feed_bound::feed_message(1_162),
             max_struct_len(1_364)
         );
-        // Just enough for an empty content: 33 + 3 + 147 + 1.
-        assert_eq!(max_content_fit(184), Some(0));
-        assert_eq!(max_content_fit(183), None);
-        for len in 184..2_000 {
+        // Just enough for an empty content: 49 + 3 + 147 + 1.
+        assert_eq!(max_content_fit(200), Some(0));
+        assert_eq!(max_content_fit(199), None);
+        for len in 200..2_000 {
             let c = max_content_fit(len).unwrap();
             assert!(LIST_PREFIX + feed_bound::feed_message(c) <= max_struct_len(len));
             assert!(LIST_PREFIX + feed_bound::feed_message(c + 1) > max_struct_len(len));

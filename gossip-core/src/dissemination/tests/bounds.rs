@@ -143,7 +143,7 @@ fn tiny_config() -> DisseminationConfig {
         pending_pull_capacity: 5,
         pull_retry: Duration::from_millis(300),
         // ids_per_message 5, payloads up to 33 bytes.
-        max_envelope_len: 120,
+        max_envelope_len: 136,
         output_queue_capacity: 8,
         ..DisseminationConfig::default()
     }
@@ -237,6 +237,8 @@ fn run_inputs(inputs: Vec<Input>) {
             for t in transmits {
                 let envelope = crate::message::Envelope {
                     sender: a.local_id(),
+                    epoch: u64::MAX,
+                    counter: u64::MAX,
                     message: t.message,
                 };
                 assert!(envelope.encoded_len_bound() <= a.config().max_envelope_len);

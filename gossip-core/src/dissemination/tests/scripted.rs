@@ -496,8 +496,8 @@ fn three_nodes_recover_a_lost_push_through_pull_sync() {
 fn anti_entropy_announces_recent_ids_most_recent_first_to_one_group() {
     let t0 = crate::test_util::epoch();
     let config = DisseminationConfig {
-        // ids_per_message = (120 − 36) / 16 = 5
-        max_envelope_len: 120,
+        // ids_per_message = (136 − 52) / 16 = 5
+        max_envelope_len: 136,
         anti_entropy_peers: 2,
         anti_entropy_window: Duration::from_secs(10),
         anti_entropy_interval: Duration::from_secs(1),
@@ -574,14 +574,14 @@ fn payload_too_large_is_refused_with_both_sizes_and_no_state_change() {
     let t0 = crate::test_util::epoch();
     let mut a = core(1, quiet(), t0);
     let max = a.config().max_payload_len();
-    assert_eq!(max, 1_277);
+    assert_eq!(max, 1_261);
     let err = a
         .broadcast(t0, Bytes::from(vec![0u8; max + 1]))
         .unwrap_err();
     assert_eq!(err, BroadcastError::PayloadTooLarge { len: max + 1, max });
     assert_eq!(
         err.to_string(),
-        "payload of 1278 bytes exceeds the maximum of 1277 bytes"
+        "payload of 1262 bytes exceeds the maximum of 1261 bytes"
     );
     assert_eq!(a.stats(), DisseminationStats::default());
     assert_eq!(a.occupancy(), Occupancy::default());
@@ -596,6 +596,8 @@ fn payload_too_large_is_refused_with_both_sizes_and_no_state_change() {
     let (transmits, _) = drain(&mut a);
     let envelope = crate::message::Envelope {
         sender: node(1),
+        epoch: u64::MAX,
+        counter: u64::MAX,
         message: transmits[0].message.clone(),
     };
     assert_eq!(envelope.encoded_len_bound(), a.config().max_envelope_len);

@@ -252,6 +252,8 @@ impl Sim {
         while let Some(transmit) = self.nodes[i].core.poll_transmit() {
             let envelope = Envelope {
                 sender: self.nodes[i].id,
+                epoch: u64::MAX,
+                counter: u64::MAX,
                 message: transmit.message,
             };
             assert!(

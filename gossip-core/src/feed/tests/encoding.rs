@@ -179,8 +179,10 @@ fn create_refuses_another_feeds_previous_and_exhausted_sequence() {
 
 #[test]
 fn max_content_limit_fits_the_largest_datagram() {
-    assert_eq!(MAX_CONTENT_LIMIT, 65_288);
-    let envelope = NodeId::LEN + 1 + wire_bound::feed_message(MAX_CONTENT_LIMIT);
+    assert_eq!(MAX_CONTENT_LIMIT, 65_272);
+    let envelope = crate::message::wire_bound::ENVELOPE_HEADER
+        + 1
+        + wire_bound::feed_message(MAX_CONTENT_LIMIT);
     assert_eq!(
         envelope + crate::dissemination::DATAGRAM_OVERHEAD,
         crate::dissemination::MAX_UDP_PAYLOAD

@@ -129,8 +129,8 @@ proptest! {
         let d = Deltas { deltas };
         prop_assert_eq!(encoded(&d), d.encoded_len_bound());
         prop_assert_eq!(encoded(&flow), flow.encoded_len_bound());
-        // The envelope adds the sender id and one variant byte for types 16..=18.
-        prop_assert_eq!(encoded(&(NodeId([0; 32]), 18u32)), ENVELOPE_OVERHEAD);
+        // The envelope adds the sender id, epoch, counter and one variant byte for types 16..=18.
+        prop_assert_eq!(encoded(&(NodeId([0; 32]), [0u8; 16], 18u32)), ENVELOPE_OVERHEAD);
     }
 }
 

@@ -724,7 +724,7 @@ fn pushes_stay_within_the_per_peer_budget() {
 fn publish_refuses_a_message_that_cannot_fit_naming_both_sizes() {
     let now = crate::test_util::epoch();
     let config = TreeConfig {
-        max_envelope_len: 600,
+        max_envelope_len: 616,
         max_content_len: 400,
         ..TreeConfig::default()
     };
@@ -752,7 +752,7 @@ fn publish_refuses_a_message_that_cannot_fit_naming_both_sizes() {
         .core
         .publish(now, &identity(1), 0, Bytes::from(vec![0; 400]))
         .unwrap();
-    assert!(FeedBatch { messages: vec![m] }.encoded_len_bound() + ENVELOPE_OVERHEAD <= 600);
+    assert!(FeedBatch { messages: vec![m] }.encoded_len_bound() + ENVELOPE_OVERHEAD <= 616);
     // Someone else's identity is refused.
     assert!(matches!(
         a.core.publish(now, &identity(2), 0, Bytes::new()),
