@@ -10,8 +10,11 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use gossip_actors::core::NodeId;
+use gossip_actors::core::blob::{BlobId, BlobMeta, PieceIndex};
 use gossip_actors::core::feed::{FeedId, FeedMessage, MessageHash};
-use gossip_actors::storage::{Entry, FeedLog, NodeStore, PeerClocks, Store, StoreError};
+use gossip_actors::storage::{
+    BlobRecord, BlobStore, Entry, FeedLog, NodeStore, PeerClocks, Store, StoreError,
+};
 
 /// A [`NodeStore`] behind an `Arc<Mutex<..>>`; clones share the same store.
 #[derive(Clone)]
@@ -116,6 +119,63 @@ impl PeerClocks for SharedStore {
 
     fn clock_peers(&self) -> Result<Vec<NodeId>, StoreError> {
         self.lock().clock_peers()
+    }
+}
+
+impl BlobStore for SharedStore {
+    fn put_pieces(
+        &mut self,
+        blob: BlobId,
+        meta: BlobMeta,
+        pieces: &[(PieceIndex, bytes::Bytes)],
+    ) -> Result<(), StoreError> {
+        self.lock().put_pieces(blob, meta, pieces)
+    }
+
+    fn piece(&self, blob: BlobId, piece: PieceIndex) -> Result<Option<Vec<u8>>, StoreError> {
+        self.lock().piece(blob, piece)
+    }
+
+    fn pieces(
+        &self,
+        blob: BlobId,
+        level: u8,
+        from_index: u32,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.lock().pieces(blob, level, from_index, limit)
+    }
+
+    fn blob(&self, blob: BlobId) -> Result<Option<BlobRecord>, StoreError> {
+        self.lock().blob(blob)
+    }
+
+    fn mark_complete(&mut self, blob: BlobId) -> Result<bool, StoreError> {
+        self.lock().mark_complete(blob)
+    }
+
+    fn set_pinned(&mut self, blob: BlobId, pinned: bool) -> Result<bool, StoreError> {
+        self.lock().set_pinned(blob, pinned)
+    }
+
+    fn blobs(&self) -> Result<Vec<(BlobId, BlobRecord)>, StoreError> {
+        self.lock().blobs()
+    }
+
+    fn remove_blob(&mut self, blob: BlobId) -> Result<u64, StoreError> {
+        self.lock().remove_blob(blob)
+    }
+
+    fn blob_bytes(&self) -> Result<u64, StoreError> {
+        self.lock().blob_bytes()
+    }
+
+    fn blob_limit(&self) -> u64 {
+        self.lock().blob_limit()
+    }
+
+    fn set_blob_limit(&mut self, bytes: u64) {
+        self.lock().set_blob_limit(bytes);
     }
 }
 

@@ -26,6 +26,9 @@
 //!   ([`FeedMessage::encode_signed`]). An append must extend the chain (sequence = latest + 1,
 //!   previous = latest id) and is durable when it returns, so a message is never acknowledged
 //!   to its publisher or forwarded to a peer before it would survive a crash.
+//! - [`BlobStore`] keeps blobs (large objects named by their SHA-256, `gossip_core::blob`) by
+//!   piece, with a byte limit; [`evict_blobs`] removes those no followed feed references and
+//!   that are not pinned (see the `blobs` module docs for the reference convention).
 //! - [`PeerClocks`] keeps, per peer, the last vector clock exchanged with it (Secure
 //!   Scuttlebutt's handshake sends only the feeds that changed since), as bytes whose
 //!   encoding belongs to the protocol.
@@ -68,10 +71,15 @@
 use gossip_core::NodeId;
 use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
 
+mod blobs;
 mod encoding;
 mod memory;
 mod redb_store;
 
+pub use blobs::{
+    AddBlobError, BlobRecord, BlobStore, DEFAULT_BLOB_LIMIT, RECORD_LEN, add_blob, blob_hash,
+    evict_blobs, piece_key, read_blob, referenced_blobs,
+};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 
@@ -126,6 +134,15 @@ pub enum StoreError {
         len: usize,
         /// [`MAX_CLOCK_LEN`].
         max: usize,
+    },
+    /// [`BlobStore::put_pieces`] refused a write after which the stored blob bytes would be
+    /// `needed`, over the store's `limit`. Nothing changed; [`evict_blobs`] makes room.
+    #[error("blob store full: {needed} bytes needed, the limit is {limit}")]
+    BlobsFull {
+        /// Bytes stored after the write.
+        needed: u64,
+        /// [`BlobStore::blob_limit`].
+        limit: u64,
     },
     /// Stored bytes do not decode (a damaged or foreign database). Nothing changed; the
     /// store's content needs repair.
@@ -353,8 +370,8 @@ fn check_clock(clock: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Everything a node persists: generic tables, the feed log and peer clocks. Implemented by
-/// every type that implements the three traits ([`MemoryStore`], `RedbStore`).
-pub trait NodeStore: Store + FeedLog + PeerClocks {}
+/// Everything a node persists: generic tables, the feed log, peer clocks and blobs.
+/// Implemented by every type that implements the four traits ([`MemoryStore`], `RedbStore`).
+pub trait NodeStore: Store + FeedLog + PeerClocks + BlobStore {}
 
-impl<T: Store + FeedLog + PeerClocks> NodeStore for T {}
+impl<T: Store + FeedLog + PeerClocks + BlobStore> NodeStore for T {}
