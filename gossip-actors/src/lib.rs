@@ -24,6 +24,7 @@
 //! caller, so call `start` inside an actix system (`#[actix::main]`, `#[actix::test]`).
 #![deny(missing_docs)]
 
+pub mod blobs;
 #[cfg(feature = "dht")]
 pub mod dht;
 pub mod discovery;
@@ -39,6 +40,7 @@ pub mod state;
 pub mod store;
 pub mod transport;
 
+pub use blobs::{BlobActor, BlobActorStats, BlobError};
 #[cfg(feature = "dht")]
 pub use dht::{DhtConfig, DhtDiscovery, DhtError, DhtStats};
 pub use discovery::{

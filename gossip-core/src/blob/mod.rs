@@ -134,8 +134,9 @@ pub fn reference(blob: BlobId) -> String {
 /// `max_envelope_len − ENVELOPE_OVERHEAD`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
-    /// The peer it is for.
-    pub to: NodeId,
+    /// The peer it is for; `None` for a want sent to an address whose node id is not known
+    /// yet ([`Blobs::handle_peer_addr`]).
+    pub to: Option<NodeId>,
     /// The peer's address.
     pub addr: SocketAddr,
     /// What to send.
@@ -440,6 +441,8 @@ impl Tree {
 }
 
 struct Fetch {
+    /// Largest size accepted from a holder's layout, in bytes.
+    max_size: u64,
     tree: Option<Tree>,
     sources: BTreeMap<NodeId, Source>,
     /// Peers that must not be sources of this blob (false layout).
@@ -473,7 +476,7 @@ struct Fetch {
 /// blobs.handle_peer_up(NodeId([2; 32]), "127.0.0.1:7001".parse()?);
 /// blobs.fetch(now, built.id)?;
 /// let want = blobs.poll_transmit().expect("a want to the peer");
-/// assert_eq!(want.to, NodeId([2; 32]));
+/// assert_eq!(want.to, Some(NodeId([2; 32])));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Blobs<R> {
@@ -481,6 +484,8 @@ pub struct Blobs<R> {
     config: BlobConfig,
     rng: R,
     peers: BTreeMap<NodeId, SocketAddr>,
+    /// Addresses from discovery whose node id is not known yet: asked in want rounds too.
+    addrs: BTreeSet<SocketAddr>,
     fetches: BTreeMap<BlobId, Fetch>,
     corrupt: BTreeMap<NodeId, u32>,
     serving: BTreeMap<NodeId, usize>,
@@ -518,6 +523,7 @@ impl<R: Rng> Blobs<R> {
             config,
             rng,
             peers: BTreeMap::new(),
+            addrs: BTreeSet::new(),
             fetches: BTreeMap::new(),
             corrupt: BTreeMap::new(),
             serving: BTreeMap::new(),
@@ -573,6 +579,15 @@ impl<R: Rng> Blobs<R> {
         }
     }
 
+    /// A peer at `addr` whose node id is not known yet (discovery's seeds): it is asked in
+    /// want rounds like a known peer, and known by id once it answers. Ignored past
+    /// `max_peers` such addresses.
+    pub fn handle_peer_addr(&mut self, addr: SocketAddr) {
+        if self.addrs.len() < self.config.max_peers {
+            self.addrs.insert(addr);
+        }
+    }
+
     /// `node` is gone: it stops being a source (its pieces in flight are retried).
     pub fn handle_peer_down(&mut self, now: Instant, node: NodeId) {
         self.peers.remove(&node);
@@ -592,6 +607,21 @@ impl<R: Rng> Blobs<R> {
     /// # Errors
     /// [`FetchError::TooManyFetches`] when `max_fetches` are running.
     pub fn fetch(&mut self, now: Instant, blob: BlobId) -> Result<bool, FetchError> {
+        self.fetch_limited(now, blob, self.config.max_blob_size)
+    }
+
+    /// As [`fetch`](Self::fetch), but holders announcing a size above `max_size` bytes (or
+    /// above `max_blob_size`) are ignored: for blobs fetched because a followed feed
+    /// references them, within a configured size.
+    ///
+    /// # Errors
+    /// As [`fetch`](Self::fetch).
+    pub fn fetch_limited(
+        &mut self,
+        now: Instant,
+        blob: BlobId,
+        max_size: u64,
+    ) -> Result<bool, FetchError> {
         if self.fetches.contains_key(&blob) {
             return Ok(false);
         }
@@ -603,6 +633,7 @@ impl<R: Rng> Blobs<R> {
         self.fetches.insert(
             blob,
             Fetch {
+                max_size: max_size.min(self.config.max_blob_size),
                 tree: None,
                 sources: BTreeMap::new(),
                 banned: BTreeSet::new(),
@@ -675,7 +706,6 @@ impl<R: Rng> Blobs<R> {
     }
 
     fn on_have(&mut self, now: Instant, from: NodeId, have: BlobHave) {
-        let max_size = self.config.max_blob_size;
         let max_chunk = self.config.chunk_size().max(MIN_CHUNK_SIZE as u32);
         let max_sources = self.config.max_sources;
         let initial = f64::from(self.config.initial_window);
@@ -690,7 +720,7 @@ impl<R: Rng> Blobs<R> {
         if bad || fetch.banned.contains(&from) || fetch.sources.contains_key(&from) {
             return;
         }
-        let acceptable = have.meta.size <= max_size
+        let acceptable = have.meta.size <= fetch.max_size
             && have.meta.chunk_size <= max_chunk
             && Layout::of(&have.meta).is_ok();
         match &fetch.tree {
@@ -855,7 +885,7 @@ impl<R: Rng> Blobs<R> {
         if let (Some(meta), Some(addr)) = (meta, self.peers.get(&for_peer).copied()) {
             self.stats.haves_sent += 1;
             self.push_transmit(Transmit {
-                to: for_peer,
+                to: Some(for_peer),
                 addr,
                 message: BlobMessage::Have(BlobHave { blob, meta }),
             });
@@ -888,7 +918,7 @@ impl<R: Rng> Blobs<R> {
                 Some(data) => {
                     self.stats.pieces_served += 1;
                     self.push_transmit(Transmit {
-                        to: for_peer,
+                        to: Some(for_peer),
                         addr,
                         message: BlobMessage::Piece(BlobPiece { blob, piece, data }),
                     });
@@ -1201,7 +1231,7 @@ impl<R: Rng> Blobs<R> {
             return;
         }
         let max_corrupt = self.config.max_corrupt;
-        let candidates: Vec<(NodeId, SocketAddr)> = self
+        let mut candidates: Vec<(Option<NodeId>, SocketAddr)> = self
             .peers
             .iter()
             .filter(|(id, _)| {
@@ -1209,9 +1239,16 @@ impl<R: Rng> Blobs<R> {
                     && !fetch.banned.contains(id)
                     && self.corrupt.get(id).is_none_or(|c| *c < max_corrupt)
             })
-            .map(|(id, addr)| (*id, *addr))
+            .map(|(id, addr)| (Some(*id), *addr))
             .collect();
-        let chosen: Vec<(NodeId, SocketAddr)> = candidates
+        let known: BTreeSet<SocketAddr> = self.peers.values().copied().collect();
+        candidates.extend(
+            self.addrs
+                .iter()
+                .filter(|a| !known.contains(a))
+                .map(|a| (None, *a)),
+        );
+        let chosen: Vec<(Option<NodeId>, SocketAddr)> = candidates
             .choose_multiple(&mut self.rng, self.config.want_fanout)
             .copied()
             .collect();
@@ -1238,6 +1275,18 @@ impl<R: Rng> Blobs<R> {
                 continue;
             };
             let mut batches: BTreeMap<NodeId, Vec<PieceIndex>> = BTreeMap::new();
+            // A source is asked again once a quarter of its window is free (or nothing is in
+            // flight), so requests carry several pieces instead of one per arrival.
+            let ready: BTreeSet<NodeId> = fetch
+                .sources
+                .iter()
+                .filter(|(_, s)| {
+                    let window = s.window.floor().max(1.0) as usize;
+                    let free = window.saturating_sub(s.in_flight);
+                    s.in_flight == 0 || free >= (window / 4).max(1)
+                })
+                .map(|(id, _)| *id)
+                .collect();
             // Round-robin over the sources, one piece at a time, while any has room.
             loop {
                 let mut progressed = false;
@@ -1245,7 +1294,9 @@ impl<R: Rng> Blobs<R> {
                     if self.stats.held_pieces >= self.config.max_held_pieces {
                         break;
                     }
-                    if source.in_flight >= source.window.floor().max(1.0) as usize {
+                    if !ready.contains(peer)
+                        || source.in_flight >= source.window.floor().max(1.0) as usize
+                    {
                         continue;
                     }
                     let batch = batches.entry(*peer).or_default();
@@ -1301,7 +1352,7 @@ impl<R: Rng> Blobs<R> {
                 self.stats.requests_sent += 1;
                 self.stats.pieces_requested += pieces.len() as u64;
                 let t = Transmit {
-                    to: peer,
+                    to: Some(peer),
                     addr,
                     message: BlobMessage::Request(BlobRequest { blob, pieces }),
                 };

@@ -577,3 +577,22 @@ fn a_fetch_without_holders_fails_after_the_stall_timeout() {
     assert!(sim.nodes[1].core.stats().wants_sent >= 5);
     assert!(!sim.nodes[1].core.is_fetching(blob));
 }
+
+#[test]
+fn a_limited_fetch_ignores_larger_blobs() {
+    let mut sim = Sim::new(2, BlobConfig::default(), 9);
+    let bytes = bytes_of(50_000, 18);
+    let blob = sim.nodes[0].store.add(&bytes, 1_280);
+    sim.nodes[1]
+        .core
+        .fetch_limited(sim.now, blob, 49_999)
+        .unwrap();
+    assert!(!sim.run_until(Duration::from_secs(3), |s| s.complete(1, blob)));
+    assert!(sim.nodes[1].core.stats().haves_ignored >= 1);
+    assert!(sim.nodes[1].core.cancel(sim.now, blob));
+    sim.nodes[1]
+        .core
+        .fetch_limited(sim.now, blob, 50_000)
+        .unwrap();
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.complete(1, blob)));
+}
