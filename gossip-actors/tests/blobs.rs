@@ -30,6 +30,15 @@ fn random_bytes(len: usize, seed: u64) -> Bytes {
 
 /// `n` nodes on 127.0.0.1, each with every other as a static seed.
 async fn cluster(n: usize, config: NodeConfig, fault: FaultInjection) -> Vec<NodeHandle> {
+    cluster_of(n, |_| config.clone(), fault).await
+}
+
+/// As [`cluster`], node `i` configured by `config(i)`.
+async fn cluster_of(
+    n: usize,
+    config: impl Fn(usize) -> NodeConfig,
+    fault: FaultInjection,
+) -> Vec<NodeHandle> {
     let sockets: Vec<std::net::UdpSocket> = (0..n)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -42,7 +51,7 @@ async fn cluster(n: usize, config: NodeConfig, fault: FaultInjection) -> Vec<Nod
             .bind(*addr)
             .keyring(keyring())
             .discovery(StaticDiscovery::new(seeds))
-            .config(config.clone())
+            .config(config(i))
             .fault_injection(fault)
             .rng_seed(100 + i as u64)
             .start()
@@ -314,5 +323,64 @@ async fn blobs_referenced_by_followed_feeds_are_fetched_within_the_size_cap() {
     let stats = nodes[1].stats().await.unwrap().blobs;
     assert_eq!(stats.fetched_for_feeds, 2);
     assert_eq!(stats.core.fetches_completed, 1);
+    shutdown(&nodes).await;
+}
+
+#[actix::test]
+async fn a_full_blob_store_evicts_unreferenced_fetched_blobs_but_keeps_referenced_ones() {
+    // Node 1 keeps at most 300 kB of blobs; node 0 (the holder) has the default limit.
+    let config = |i: usize| NodeConfig {
+        blob_store_limit: (i == 1).then_some(300_000),
+        ..NodeConfig::default()
+    };
+    let nodes = cluster_of(2, config, FaultInjection::default()).await;
+    let x = random_bytes(180_000, 6);
+    let y = random_bytes(180_000, 7);
+    let z = random_bytes(180_000, 8);
+    let x_id = nodes[0].add_blob(x.clone()).await.unwrap();
+    let y_id = nodes[0].add_blob(y.clone()).await.unwrap();
+    let z_id = nodes[0].add_blob(z.clone()).await.unwrap();
+    let get = |id| {
+        let node = nodes[1].clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), node.get_blob(id))
+                .await
+                .expect("finishes")
+        }
+    };
+    assert_eq!(get(x_id).await.unwrap(), x);
+    // Y does not fit beside X: X (fetched, unreferenced, unpinned) is evicted.
+    assert_eq!(get(y_id).await.unwrap(), y);
+    assert!(!nodes[1].has_blob(x_id).await.unwrap());
+    assert!(nodes[1].has_blob(y_id).await.unwrap());
+    // Once a followed feed references Y, Y stays and Z cannot be stored.
+    assert!(nodes[1].follow(nodes[0].feed_id()).await.unwrap());
+    nodes[0]
+        .publish(format!("keep {}", reference(y_id)))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut events = nodes[1].subscribe();
+    loop {
+        let latest = nodes[1].latest(nodes[0].feed_id()).await.unwrap();
+        if latest.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed replicates"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed = get(z_id).await;
+    assert!(failed.is_err(), "Z does not fit: {failed:?}");
+    assert!(nodes[1].has_blob(y_id).await.unwrap());
+    let mut saw_failure = false;
+    while let Ok(event) = events.try_recv() {
+        if matches!(event, NodeEvent::BlobFailed { blob, .. } if blob == z_id) {
+            saw_failure = true;
+        }
+    }
+    assert!(saw_failure);
     shutdown(&nodes).await;
 }

@@ -6,6 +6,9 @@ use super::wire::{MIN_CHUNK_SIZE, chunk_size_for, pieces_per_request};
 use crate::config::{self, ConfigError};
 use crate::dissemination::{DATAGRAM_OVERHEAD, DEFAULT_MAX_ENVELOPE_LEN, MAX_UDP_PAYLOAD};
 
+/// Largest accepted [`BlobConfig::max_blob_size`]: 1 GiB.
+pub const MAX_FETCH_SIZE: u64 = 1 << 30;
+
 /// Configuration of [`super::Blobs`].
 ///
 /// Every field is public; [`Default`] gives the values in each field's doc.
@@ -25,8 +28,9 @@ pub struct BlobConfig {
     /// 1,400-byte datagram, memberlist). Bound: `138..=65,471` (room for a 64-byte chunk).
     pub max_envelope_len: usize,
     /// Largest blob this node fetches, in bytes; a holder announcing a larger one is ignored.
-    /// Default 64 MiB. Bound: ≥ 1. The fetcher keeps the hashes of every piece in memory
-    /// while fetching: about 2.6 % of this (1.7 MiB).
+    /// Default 64 MiB. Bound: `1..=`[`MAX_FETCH_SIZE`] (1 GiB). The fetcher keeps the hash
+    /// and state of every piece in memory while fetching: about 2.6 % of this (1.7 MiB at
+    /// 64 MiB, 27 MiB at the bound), per fetch.
     pub max_blob_size: u64,
     /// Fetches running at once; more are refused. Default 8. Bound: ≥ 1.
     pub max_fetches: usize,
@@ -137,11 +141,9 @@ impl BlobConfig {
             self.max_envelope_len,
             MIN_CHUNK_SIZE + super::wire::PIECE_OVERHEAD,
         )?;
-        config::at_least(
-            "max_blob_size",
-            usize::try_from(self.max_blob_size).unwrap_or(usize::MAX),
-            1,
-        )?;
+        let max_blob_size = usize::try_from(self.max_blob_size).unwrap_or(usize::MAX);
+        config::at_least("max_blob_size", max_blob_size, 1)?;
+        config::at_most("max_blob_size", max_blob_size, MAX_FETCH_SIZE as usize)?;
         config::at_least("max_fetches", self.max_fetches, 1)?;
         config::at_least("min_window", self.min_window as usize, 1)?;
         config::at_least(
@@ -248,6 +250,13 @@ mod tests {
                     ..ok.clone()
                 },
                 "max_window is 1 but must be at most 0",
+            ),
+            (
+                BlobConfig {
+                    max_blob_size: (1 << 30) + 1,
+                    ..ok.clone()
+                },
+                "max_blob_size is 1073741825 but must be at most 1073741824",
             ),
             (
                 BlobConfig {

@@ -65,7 +65,8 @@ impl Layout {
     ///
     /// # Errors
     /// [`LayoutError::ChunkSize`] for a chunk size that is not a multiple of 32 in
-    /// 64..=65,024; [`LayoutError::TooLarge`] above [`MAX_BLOB_SIZE`].
+    /// 64..=65,024; [`LayoutError::TooLarge`] above [`MAX_BLOB_SIZE`] or above 2³² − 1
+    /// chunks.
     pub fn new(size: u64, chunk_size: u32) -> Result<Layout, LayoutError> {
         let c = chunk_size as usize;
         if c % 32 != 0 || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&c) {
@@ -79,6 +80,13 @@ impl Layout {
         }
         let fanout = u64::from(chunk_size / 32);
         let chunks = size.div_ceil(u64::from(chunk_size)).max(1);
+        if chunks > u64::from(u32::MAX) {
+            // Piece indexes are `u32`: at most 2³² − 1 chunks.
+            return Err(LayoutError::TooLarge {
+                size,
+                max: u64::from(u32::MAX) * u64::from(chunk_size),
+            });
+        }
         let mut counts = vec![u32::try_from(chunks).unwrap_or(u32::MAX)];
         let mut n = chunks;
         loop {

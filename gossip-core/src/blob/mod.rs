@@ -79,7 +79,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use config::BlobConfig;
+pub use config::{BlobConfig, MAX_FETCH_SIZE};
 pub use layout::{Built, Layout, LayoutError, MAX_BLOB_SIZE, MAX_LEVELS, build};
 pub use wire::{
     BlobHave, BlobId, BlobMessage, BlobMeta, BlobPiece, BlobRequest, BlobWant, ENVELOPE_OVERHEAD,

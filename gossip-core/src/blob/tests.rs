@@ -48,6 +48,15 @@ fn layout_of_ten_mebibytes() {
         Layout::new(10, 100).unwrap_err(),
         LayoutError::ChunkSize(100)
     );
+    // Piece indexes are u32: 2^40 bytes in 64-byte chunks is 2^34 chunks.
+    assert!(matches!(
+        Layout::new(1 << 40, 64),
+        Err(LayoutError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        Layout::new((1 << 40) + 1, 65_024),
+        Err(LayoutError::TooLarge { .. })
+    ));
 }
 
 #[test]
