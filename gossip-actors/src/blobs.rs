@@ -100,6 +100,12 @@ pub struct GetBlob(pub BlobId);
 #[rtype(result = "Result<bool, BlobError>")]
 pub struct HasBlob(pub BlobId);
 
+/// Lists the peers that sent corrupt blob pieces, with how many (see
+/// [`Blobs::corrupt_peers`]).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Vec<(gossip_core::NodeId, u32)>")]
+pub struct GetCorruptPeers;
+
 /// Reads the blob counters.
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "BlobActorStats")]
@@ -612,6 +618,14 @@ impl Handler<GetBlobStats> for BlobActor {
         let mut stats = self.stats;
         stats.core = self.core.stats();
         MessageResult(stats)
+    }
+}
+
+impl Handler<GetCorruptPeers> for BlobActor {
+    type Result = MessageResult<GetCorruptPeers>;
+
+    fn handle(&mut self, _: GetCorruptPeers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.core.corrupt_peers())
     }
 }
 

@@ -19,7 +19,9 @@ use rand::{Rng, RngCore, SeedableRng};
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 
-use crate::blobs::{AddLocalBlob, BlobActor, BlobActorStats, GetBlob, GetBlobStats, HasBlob};
+use crate::blobs::{
+    AddLocalBlob, BlobActor, BlobActorStats, GetBlob, GetBlobStats, GetCorruptPeers, HasBlob,
+};
 use crate::discovery::{CyclonDiscovery, Discovery, DiscoveryContext, StaticDiscovery};
 use crate::dissemination::{
     Broadcast, DisseminationActor, DisseminationActorStats, GetDisseminationStats, NodeEvent,
@@ -980,6 +982,16 @@ impl NodeHandle {
     pub async fn has_blob(&self, id: BlobId) -> Result<bool, NodeError> {
         let blobs = running(&self.blobs, "blobs")?;
         Ok(blobs.send(HasBlob(id)).await??)
+    }
+
+    /// The peers that sent this node blob pieces whose hash or length was wrong, with how
+    /// many; such a peer is no longer asked for any blob.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn blob_corrupt_peers(&self) -> Result<Vec<(NodeId, u32)>, NodeError> {
+        let blobs = running(&self.blobs, "blobs")?;
+        Ok(blobs.send(GetCorruptPeers).await?)
     }
 
     /// Stops every actor of the node and closes its socket. Calling it again is harmless.

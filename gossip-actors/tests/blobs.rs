@@ -193,12 +193,20 @@ async fn a_fetch_completes_through_twenty_percent_datagram_loss() {
     shutdown(&nodes).await;
 }
 
-/// A peer of our own on a raw socket: it answers every want with the honest layout and every
-/// request with the right pieces, but flips a byte of every data chunk.
-async fn corrupting_peer(socket: UdpSocket, id: NodeId, bytes: Bytes) {
-    let built = build(&bytes, BlobConfig::default().chunk_size()).unwrap();
-    let pieces: std::collections::BTreeMap<PieceIndex, Bytes> =
-        built.pieces.iter().cloned().collect();
+/// A peer of our own on a raw socket: it answers every want for one of `blobs` with the
+/// honest layout and every request with the right pieces, but flips a byte of every data
+/// chunk.
+async fn corrupting_peer(socket: UdpSocket, id: NodeId, blobs: Vec<Bytes>) {
+    let chunk = BlobConfig::default().chunk_size();
+    let held: std::collections::BTreeMap<BlobId, _> = blobs
+        .iter()
+        .map(|bytes| {
+            let built = build(bytes, chunk).unwrap();
+            let pieces: std::collections::BTreeMap<PieceIndex, Bytes> =
+                built.pieces.iter().cloned().collect();
+            (built.id, (built.meta, pieces))
+        })
+        .collect();
     let mut codec = PacketCodec::new(Security::Encrypted(Arc::new(keyring())), 1400).unwrap();
     let mut buf = vec![0u8; 65_536];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -212,27 +220,38 @@ async fn corrupting_peer(socket: UdpSocket, id: NodeId, bytes: Bytes) {
             continue;
         };
         let replies: Vec<Message> = match envelope.message {
-            Message::BlobWant(want) if want.blob == built.id => vec![Message::BlobHave(BlobHave {
-                blob: built.id,
-                meta: built.meta,
-            })],
-            Message::BlobRequest(request) if request.blob == built.id => request
-                .pieces
-                .iter()
-                .filter_map(|p| pieces.get(p).map(|data| (*p, data.clone())))
-                .map(|(piece, data)| {
-                    let mut data = data.to_vec();
-                    if piece.level == 0 && !data.is_empty() {
-                        data[0] ^= 0xff;
-                    }
-                    BlobMessage::Piece(BlobPiece {
-                        blob: built.id,
-                        piece,
-                        data: Bytes::from(data),
+            Message::BlobWant(want) => held
+                .get(&want.blob)
+                .map(|(meta, _)| {
+                    Message::BlobHave(BlobHave {
+                        blob: want.blob,
+                        meta: *meta,
                     })
-                    .into_message()
                 })
+                .into_iter()
                 .collect(),
+            Message::BlobRequest(request) => {
+                let Some((_, pieces)) = held.get(&request.blob) else {
+                    continue;
+                };
+                request
+                    .pieces
+                    .iter()
+                    .filter_map(|p| pieces.get(p).map(|data| (*p, data.clone())))
+                    .map(|(piece, data)| {
+                        let mut data = data.to_vec();
+                        if piece.level == 0 && !data.is_empty() {
+                            data[0] ^= 0xff;
+                        }
+                        BlobMessage::Piece(BlobPiece {
+                            blob: request.blob,
+                            piece,
+                            data: Bytes::from(data),
+                        })
+                        .into_message()
+                    })
+                    .collect()
+            }
             _ => vec![],
         };
         for message in replies {
@@ -251,10 +270,15 @@ async fn corrupting_peer(socket: UdpSocket, id: NodeId, bytes: Bytes) {
 #[actix::test]
 async fn a_peer_serving_corrupt_chunks_is_caught_counted_and_avoided() {
     let bytes = random_bytes(200_000, 3);
+    let again = random_bytes(100_000, 9);
     let liar_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let liar_addr = liar_socket.local_addr().unwrap();
     let liar_id = NodeId([0xee; 32]);
-    let liar = tokio::spawn(corrupting_peer(liar_socket, liar_id, bytes.clone()));
+    let liar = tokio::spawn(corrupting_peer(
+        liar_socket,
+        liar_id,
+        vec![bytes.clone(), again.clone()],
+    ));
 
     // The honest holder starts later, so the fetcher meets the liar first.
     let fetcher = Node::builder()
@@ -288,6 +312,21 @@ async fn a_peer_serving_corrupt_chunks_is_caught_counted_and_avoided() {
     assert_eq!(copy, bytes);
     let stats = fetcher.stats().await.unwrap().blobs.core;
     assert!(stats.pieces_corrupt >= 1, "the liar's chunks were caught");
+    // The liar is counted by id; the honest holder is not.
+    let counted = fetcher.blob_corrupt_peers().await.unwrap();
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(counted[0].0, liar_id);
+    assert!(u64::from(counted[0].1) == stats.pieces_corrupt);
+    // Avoided: a second blob the liar also holds (and would corrupt) is fetched from the
+    // honest node only.
+    let again_id = honest.add_blob(again.clone()).await.unwrap();
+    let copy = tokio::time::timeout(Duration::from_secs(60), fetcher.get_blob(again_id))
+        .await
+        .expect("finishes")
+        .unwrap();
+    assert_eq!(copy, again);
+    let after = fetcher.stats().await.unwrap().blobs.core;
+    assert_eq!(after.pieces_corrupt, stats.pieces_corrupt);
     liar.abort();
     shutdown(&[fetcher, honest]).await;
 }

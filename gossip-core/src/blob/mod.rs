@@ -552,6 +552,12 @@ impl<R: Rng> Blobs<R> {
         self.corrupt.get(&peer).copied().unwrap_or(0)
     }
 
+    /// Every peer that sent corrupt pieces, with how many, ascending by node id (at most
+    /// `max_peers` entries: past it the peer with the fewest is forgotten).
+    pub fn corrupt_peers(&self) -> Vec<(NodeId, u32)> {
+        self.corrupt.iter().map(|(id, n)| (*id, *n)).collect()
+    }
+
     /// Whether `blob` is being fetched.
     pub fn is_fetching(&self, blob: BlobId) -> bool {
         self.fetches.contains_key(&blob)
