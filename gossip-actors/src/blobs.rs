@@ -200,8 +200,10 @@ impl BlobActor {
         ctx.spawn(fut);
     }
 
+    /// Blobs eviction must spare: every fetch in progress (asked for by the application or
+    /// for a followed feed).
     fn keep(&self) -> BTreeSet<BlobId> {
-        self.waiters.keys().copied().collect()
+        self.core.fetching().into_iter().collect()
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {

@@ -558,6 +558,11 @@ impl<R: Rng> Blobs<R> {
         self.corrupt.iter().map(|(id, n)| (*id, *n)).collect()
     }
 
+    /// The blobs being fetched, ascending.
+    pub fn fetching(&self) -> Vec<BlobId> {
+        self.fetches.keys().copied().collect()
+    }
+
     /// Whether `blob` is being fetched.
     pub fn is_fetching(&self, blob: BlobId) -> bool {
         self.fetches.contains_key(&blob)
