@@ -143,7 +143,7 @@ pub struct BlobActor {
     discovery: Recipient<KnownPeers>,
     fetch_for_feeds: u64,
     waiters: BTreeMap<BlobId, Vec<Waiter>>,
-    writes: VecDeque<(BlobId, BlobMeta, PieceIndex, Bytes)>,
+    writes: VecDeque<(BlobId, u64, BlobMeta, PieceIndex, Bytes)>,
     writing: bool,
     timer: Option<SpawnHandle>,
     stats: BlobActorStats,
@@ -327,10 +327,11 @@ impl BlobActor {
             }
             StoreRequest::StorePiece {
                 blob,
+                ticket,
                 meta,
                 piece,
                 data,
-            } => self.writes.push_back((blob, meta, piece, data)),
+            } => self.writes.push_back((blob, ticket, meta, piece, data)),
             StoreRequest::CheckBlob { blob } => {
                 let fut = self.store.send(HashBlob(blob)).into_actor(self).map(
                     move |result, act, ctx| {
@@ -382,14 +383,14 @@ impl BlobActor {
         if self.writing {
             return;
         }
-        let Some((blob, meta, ..)) = self.writes.front().cloned() else {
+        let Some((blob, ticket, meta, ..)) = self.writes.front().cloned() else {
             return;
         };
         let mut pieces = Vec::new();
         let mut rest = VecDeque::new();
         while let Some(write) = self.writes.pop_front() {
-            if write.0 == blob && write.1 == meta {
-                pieces.push((write.2, write.3));
+            if write.0 == blob && write.1 == ticket {
+                pieces.push((write.3, write.4));
             } else {
                 rest.push_back(write);
             }
@@ -416,7 +417,7 @@ impl BlobActor {
                 }
                 let at = now();
                 for piece in written {
-                    act.core.handle_stored(at, blob, piece, ok);
+                    act.core.handle_stored(at, blob, ticket, piece, ok);
                 }
                 act.drain(ctx);
             });

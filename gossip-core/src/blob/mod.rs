@@ -228,10 +228,13 @@ pub enum StoreRequest {
         for_peer: NodeId,
     },
     /// Store a verified piece of a blob being fetched, and answer with
-    /// [`Blobs::handle_stored`].
+    /// [`Blobs::handle_stored`], passing `ticket` back.
     StorePiece {
         /// The blob.
         blob: BlobId,
+        /// Names this attempt of the fetch: the answer to a write asked for by an attempt
+        /// that was since cancelled or restarted is ignored.
+        ticket: u64,
         /// Its layout (to record with the first piece).
         meta: BlobMeta,
         /// The piece.
@@ -365,6 +368,8 @@ struct Source {
 }
 
 struct Tree {
+    /// This attempt's [`StoreRequest::StorePiece::ticket`].
+    ticket: u64,
     meta: BlobMeta,
     layout: Layout,
     /// Per level: each piece's expected hash (zero until its parent is verified).
@@ -381,7 +386,7 @@ struct Tree {
 }
 
 impl Tree {
-    fn new(meta: BlobMeta, layout: Layout) -> Tree {
+    fn new(ticket: u64, meta: BlobMeta, layout: Layout) -> Tree {
         let levels = layout.levels();
         let mut hashes = Vec::with_capacity(levels);
         let mut state = Vec::with_capacity(levels);
@@ -396,6 +401,7 @@ impl Tree {
         let mut wanted = BTreeSet::new();
         wanted.insert((u8::MAX - top, 0));
         Tree {
+            ticket,
             meta,
             layout,
             hashes,
@@ -488,6 +494,8 @@ pub struct Blobs<R> {
     addrs: BTreeSet<SocketAddr>,
     fetches: BTreeMap<BlobId, Fetch>,
     corrupt: BTreeMap<NodeId, u32>,
+    /// The last [`Tree::ticket`] handed out.
+    next_ticket: u64,
     serving: BTreeMap<NodeId, usize>,
     pending_reads: usize,
     transmits: VecDeque<Transmit>,
@@ -526,6 +534,7 @@ impl<R: Rng> Blobs<R> {
             addrs: BTreeSet::new(),
             fetches: BTreeMap::new(),
             corrupt: BTreeMap::new(),
+            next_ticket: 0,
             serving: BTreeMap::new(),
             pending_reads: 0,
             transmits: VecDeque::new(),
@@ -737,7 +746,8 @@ impl<R: Rng> Blobs<R> {
         match &fetch.tree {
             None if acceptable => {
                 if let Ok(layout) = Layout::of(&have.meta) {
-                    fetch.tree = Some(Tree::new(have.meta, layout));
+                    self.next_ticket += 1;
+                    fetch.tree = Some(Tree::new(self.next_ticket, have.meta, layout));
                     fetch.last_progress = now;
                 }
             }
@@ -870,12 +880,14 @@ impl<R: Rng> Blobs<R> {
             }
         }
         let meta = tree.meta;
+        let ticket = tree.ticket;
         self.stats.pieces_verified += 1;
         self.stats.held_pieces += 1;
         self.stats.held_bytes += msg.data.len();
         self.note_peaks();
         self.push_store(StoreRequest::StorePiece {
             blob,
+            ticket,
             meta,
             piece,
             data: msg.data,
@@ -940,15 +952,23 @@ impl<R: Rng> Blobs<R> {
         self.schedule(now);
     }
 
-    /// The answer to [`StoreRequest::StorePiece`]: `ok` if the piece is stored.
-    pub fn handle_stored(&mut self, now: Instant, blob: BlobId, piece: PieceIndex, ok: bool) {
+    /// The answer to [`StoreRequest::StorePiece`] with its `ticket`: `ok` if the piece is
+    /// stored. Ignored if the fetch was since cancelled or restarted.
+    pub fn handle_stored(
+        &mut self,
+        now: Instant,
+        blob: BlobId,
+        ticket: u64,
+        piece: PieceIndex,
+        ok: bool,
+    ) {
         let Some(fetch) = self.fetches.get_mut(&blob) else {
             return;
         };
         let Some(tree) = fetch.tree.as_mut() else {
             return;
         };
-        if tree.state(piece) != Some(PieceState::Storing) {
+        if tree.ticket != ticket || tree.state(piece) != Some(PieceState::Storing) {
             return;
         }
         let len = tree.layout.piece_len(piece);

@@ -151,7 +151,7 @@ struct SimNode {
     serve: Serve,
     /// Store writes are acknowledged this long after they are asked.
     store_delay: Duration,
-    pending_stores: VecDeque<(Instant, BlobId, PieceIndex)>,
+    pending_stores: VecDeque<(Instant, BlobId, u64, PieceIndex)>,
     events: Vec<BlobEvent>,
 }
 
@@ -271,14 +271,18 @@ impl Sim {
                 node.core.handle_pieces_read(now, for_peer, blob, read);
             }
             StoreRequest::StorePiece {
-                blob, piece, data, ..
+                blob,
+                ticket,
+                piece,
+                data,
+                ..
             } => {
                 node.store.pieces.insert((blob, piece), data);
                 if node.store_delay.is_zero() {
-                    node.core.handle_stored(now, blob, piece, true);
+                    node.core.handle_stored(now, blob, ticket, piece, true);
                 } else {
                     node.pending_stores
-                        .push_back((now + node.store_delay, blob, piece));
+                        .push_back((now + node.store_delay, blob, ticket, piece));
                 }
             }
             StoreRequest::CheckBlob { blob } => {
@@ -322,8 +326,11 @@ impl Sim {
                     .front()
                     .is_some_and(|(at, ..)| *at <= now)
                 {
-                    let (_, blob, piece) = self.nodes[i].pending_stores.pop_front().unwrap();
-                    self.nodes[i].core.handle_stored(now, blob, piece, true);
+                    let (_, blob, ticket, piece) =
+                        self.nodes[i].pending_stores.pop_front().unwrap();
+                    self.nodes[i]
+                        .core
+                        .handle_stored(now, blob, ticket, piece, true);
                 }
                 if self.nodes[i].core.poll_timeout().is_some_and(|t| t <= now) {
                     self.nodes[i].core.handle_timeout(now);
@@ -604,4 +611,33 @@ fn a_limited_fetch_ignores_larger_blobs() {
         .fetch_limited(sim.now, blob, 50_000)
         .unwrap();
     assert!(sim.run_until(Duration::from_secs(10), |s| s.complete(1, blob)));
+}
+
+#[test]
+fn a_store_answer_of_an_earlier_attempt_is_ignored() {
+    let mut sim = Sim::new(2, BlobConfig::default(), 10);
+    let bytes = bytes_of(20_000, 19);
+    let blob = sim.nodes[0].store.add(&bytes, 1_280);
+    sim.nodes[1].store_delay = Duration::from_secs(100);
+    sim.nodes[1].core.fetch(sim.now, blob).unwrap();
+    sim.run_until(Duration::from_secs(1), |s| {
+        !s.nodes[1].pending_stores.is_empty()
+    });
+    let (_, b, ticket, piece) = sim.nodes[1].pending_stores[0];
+    let held = sim.nodes[1].core.stats().held_pieces;
+    assert!(held >= 1);
+    let now = sim.now;
+    sim.nodes[1]
+        .core
+        .handle_stored(now, b, ticket + 1, piece, true);
+    assert_eq!(sim.nodes[1].core.stats().held_pieces, held);
+    sim.nodes[1].core.handle_stored(now, b, ticket, piece, true);
+    assert_eq!(sim.nodes[1].core.stats().held_pieces, held - 1);
+    // A cancelled and restarted fetch takes a new ticket: the old answers no longer count.
+    assert!(sim.nodes[1].core.cancel(now, blob));
+    sim.nodes[1].pending_stores.clear();
+    sim.nodes[1].store_delay = Duration::ZERO;
+    sim.nodes[1].core.fetch(now, blob).unwrap();
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.complete(1, blob)));
+    assert_eq!(BlobId::of(&sim.nodes[1].store.data(blob)), blob);
 }
