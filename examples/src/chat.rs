@@ -48,8 +48,15 @@
 //! every feed (main and extra, its own feed included), its feed id survived, and every feed
 //! verified end to end.
 //!
-//! Exit codes: 0 when `delivered == expected`, `out_of_order == 0` and `restart_caught_up`;
-//! 1 otherwise; 2 when the run could not be set up or a child died unexpectedly.
+//! With `--attach FILE`, a last phase follows: node 0 adds the file as a blob (`add-blob`,
+//! [`crate::node`]) and publishes a feed message referencing it (`attachment <name>
+//! blob:<hex>`); every other node, as soon as it reports that message, is asked for the blob
+//! (`get-blob`), fetches it from whoever holds it, and reports the SHA-256 of the bytes it
+//! received. The summary's `attachment` says how many nodes saw the reference, fetched the
+//! blob and hold a copy whose hash equals the file's (`hashes_match`, of `expected`).
+//!
+//! Exit codes: 0 when `delivered == expected`, `out_of_order == 0`, `restart_caught_up` and,
+//! with `--attach`, every other node's copy hashes equal; 1 otherwise; 2 when the run could not be set up or a child died unexpectedly.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -66,6 +73,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, timeout_at};
+
+use gossip_actors::core::blob::{BlobId, references};
 
 use crate::node::NodeArgs;
 
@@ -140,6 +149,10 @@ pub struct ChatArgs {
     /// Print one JSON object (on the last stdout line) instead of the readable summary.
     #[arg(long)]
     pub json: bool,
+    /// A file that node 0 adds as a blob and references from its feed; the other nodes fetch
+    /// it and verify its hash (see the module docs).
+    #[arg(long, value_name = "FILE")]
+    pub attach: Option<PathBuf>,
     /// Passphrase of the cluster (a demonstration default; it is visible in the process list).
     #[arg(long, default_value = "gossip demo passphrase")]
     pub passphrase: String,
@@ -183,6 +196,17 @@ enum ChildEvent {
     FeedMessage {
         feed: String,
         sequence: u64,
+        #[serde(default)]
+        content: String,
+    },
+    BlobAdded {
+        blob: String,
+    },
+    Blob {
+        blob: String,
+        size: u64,
+        sha256: String,
+        matches: bool,
     },
     Followed {
         feed: String,
@@ -418,7 +442,7 @@ impl Tally {
     /// Records an event of child `node`.
     fn record(&mut self, node: usize, event: &ChildEvent, progress: &ProgressBar) {
         match event {
-            ChildEvent::FeedMessage { feed, sequence } => {
+            ChildEvent::FeedMessage { feed, sequence, .. } => {
                 let Some(&f) = self.feed_index.get(feed) else {
                     self.unexpected += 1;
                     return;
@@ -500,7 +524,33 @@ struct Summary {
     posts_ms: Option<u64>,
     /// From the restarted node's connection to the others until it held everything.
     restart_catch_up_ms: Option<u64>,
+    /// The `--attach` phase, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachment: Option<AttachmentSummary>,
     elapsed_ms: u64,
+}
+
+/// What the `--attach` phase found.
+#[derive(Serialize, Debug, Clone, Default)]
+struct AttachmentSummary {
+    /// The file's name.
+    file: String,
+    /// Its size, in bytes.
+    size: u64,
+    /// Its blob id (SHA-256), 64 hex digits, as computed by the chat from the file.
+    blob: String,
+    /// The blob id node 0 reported for it.
+    added_as: String,
+    /// Other nodes that reported the feed message referencing it.
+    reference_seen: usize,
+    /// Other nodes that answered `get-blob`.
+    fetched: usize,
+    /// Other nodes whose copy hashes to the file's SHA-256 (`sha256` equal and `matches`).
+    hashes_match: usize,
+    /// Other nodes: `nodes − 1`.
+    expected: usize,
+    /// From the publish of the reference until the last copy was verified.
+    fetch_ms: Option<u64>,
 }
 
 /// Runs a chat and returns the process exit code (0, 1 or 2, see the module docs).
@@ -540,6 +590,7 @@ pub async fn run_chat(args: ChatArgs) -> u8 {
         victim: nodes / 2,
         timings: Timings::default(),
         restart: RestartCheck::default(),
+        attachment: None,
     };
     run.progress.set_length(run.tally.expected());
     let outcome = run.drive().await;
@@ -566,7 +617,11 @@ pub async fn run_chat(args: ChatArgs) -> u8 {
     drop(dir);
     let ok = summary.delivered == summary.expected
         && summary.out_of_order == 0
-        && summary.restart_caught_up;
+        && summary.restart_caught_up
+        && summary
+            .attachment
+            .as_ref()
+            .is_none_or(|a| a.hashes_match == a.expected);
     if ok { 0 } else { 1 }
 }
 
@@ -599,6 +654,7 @@ struct Run {
     victim: usize,
     timings: Timings,
     restart: RestartCheck,
+    attachment: Option<AttachmentSummary>,
 }
 
 impl Run {
@@ -620,7 +676,105 @@ impl Run {
         self.link_up(&everyone).await?;
         self.post_main().await?;
         self.crash().await?;
-        self.restart().await
+        self.restart().await?;
+        if let Some(path) = self.args.attach.clone() {
+            self.attach(&path).await?;
+        }
+        Ok(())
+    }
+
+    /// The `--attach` phase (see the module docs).
+    async fn attach(&mut self, path: &Path) -> Result<(), SetupError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read the attachment {}: {e}", path.display()))?;
+        let id = BlobId::of(&bytes).to_string();
+        let name = path
+            .file_name()
+            .map_or_else(|| "attachment".into(), |n| n.to_string_lossy().into_owned());
+        let mut report = AttachmentSummary {
+            file: name.clone(),
+            size: bytes.len() as u64,
+            blob: id.clone(),
+            expected: self.children.len() - 1,
+            ..AttachmentSummary::default()
+        };
+        drop(bytes);
+        let absolute = std::fs::canonicalize(path)
+            .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
+        self.say(&format!("node 0 adds {name} as blob {}", &id[..16]));
+        self.send(0, &format!("add-blob {}", absolute.display()))
+            .await?;
+        let deadline = tokio::time::Instant::now() + LOG_TIMEOUT;
+        report.added_as = loop {
+            match self.next(deadline).await? {
+                Some((0, ChildEvent::BlobAdded { blob })) => break blob,
+                Some((0, ChildEvent::Error { command, error, .. }))
+                    if command
+                        .as_deref()
+                        .is_some_and(|c| c.starts_with("add-blob")) =>
+                {
+                    return Err(format!("node 0 could not add the attachment: {error}").into());
+                }
+                Some(_) => {}
+                None => return Err("node 0 did not answer add-blob".into()),
+            }
+        };
+        let feed0 = self.children[0].feed.clone().unwrap_or_default();
+        self.tally.pending[0] += 1;
+        let published = Instant::now();
+        self.send(
+            0,
+            &format!("publish attachment {name} blob:{}", report.added_as),
+        )
+        .await?;
+        let wanted: BlobId = id.parse().map_err(|_| "bad blob id")?;
+        let mut seen: BTreeSet<usize> = BTreeSet::new();
+        let mut answered: BTreeSet<usize> = BTreeSet::new();
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.args.deadline_secs.max(60));
+        while answered.len() < report.expected {
+            let Some((node, event)) = self.next(deadline).await? else {
+                self.say("the attachment phase ran out of time");
+                break;
+            };
+            match event {
+                ChildEvent::FeedMessage { feed, content, .. }
+                    if node != 0
+                        && feed == feed0
+                        && references(content.as_bytes()).contains(&wanted)
+                        && seen.insert(node) =>
+                {
+                    self.send(node, &format!("get-blob {id}")).await?;
+                }
+                ChildEvent::Blob {
+                    blob,
+                    sha256,
+                    matches,
+                    size,
+                } if blob == id && answered.insert(node) => {
+                    if matches && sha256 == id && size == report.size {
+                        report.hashes_match += 1;
+                    } else {
+                        self.say(&format!("node {node}: blob copy hashes to {sha256}"));
+                    }
+                }
+                ChildEvent::Error { command, error, .. }
+                    if command
+                        .as_deref()
+                        .is_some_and(|c| c.starts_with("get-blob")) =>
+                {
+                    self.say(&format!("node {node}: get-blob failed: {error}"));
+                    answered.insert(node);
+                }
+                _ => {}
+            }
+        }
+        report.reference_seen = seen.len();
+        report.fetched = answered.len();
+        let ms = u64::try_from(published.elapsed().as_millis()).unwrap_or(u64::MAX);
+        report.fetch_ms = (report.hashes_match == report.expected).then_some(ms);
+        self.attachment = Some(report);
+        Ok(())
     }
 
     /// Starts process `generation` of node `index` on its store and identity files.
@@ -1291,6 +1445,7 @@ impl Run {
             stats_nodes,
             posts_ms: self.timings.posts.map(ms),
             restart_catch_up_ms: self.timings.restart_catch_up.map(ms),
+            attachment: self.attachment.clone(),
             elapsed_ms: ms(started.elapsed()),
         }
     }
@@ -1341,7 +1496,27 @@ fn render(s: &Summary) -> String {
         ms(s.posts_ms),
         ms(s.restart_catch_up_ms)
     );
-    let ok = s.delivered == s.expected && s.out_of_order == 0 && s.restart_caught_up;
+    if let Some(a) = &s.attachment {
+        let _ = writeln!(
+            out,
+            "  attachment          {} ({} bytes, blob {}): reference seen by {}, fetched by {}, \
+             hash matches at {} of {} (in {})",
+            a.file,
+            a.size,
+            &a.blob[..16.min(a.blob.len())],
+            a.reference_seen,
+            a.fetched,
+            a.hashes_match,
+            a.expected,
+            ms(a.fetch_ms)
+        );
+    }
+    let ok = s.delivered == s.expected
+        && s.out_of_order == 0
+        && s.restart_caught_up
+        && s.attachment
+            .as_ref()
+            .is_none_or(|a| a.hashes_match == a.expected);
     let _ = writeln!(
         out,
         "{}",
@@ -1390,6 +1565,7 @@ mod tests {
         let msg = |feed: &str, sequence| ChildEvent::FeedMessage {
             feed: feed.into(),
             sequence,
+            content: String::new(),
         };
         t.record(0, &msg("a", 1), &progress); // own feed: not a delivery
         t.record(0, &msg("b", 1), &progress);

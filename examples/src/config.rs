@@ -369,6 +369,8 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     ("event_capacity", "events", ">= 1", "Events buffered per subscriber before a slow one starts skipping."),
     ("tree_target_peers", "peers", ">= 0", "Feed tree peers drawn from discovery's known peers (ssb-ebt replicates over a handful of connections); peers that link to this node come on top."),
     ("set_queue_capacity", "updates", ">= 1", "Key/value writes queued while the update rate refuses them."),
+    ("fetch_blobs_for_feeds", "bytes", ">= 0 (0: none)", "Blobs referenced (blob:<hex>) by messages of followed feeds are fetched when at most this large; 0 fetches only the blobs asked for."),
+    ("blob_store_limit", "bytes", ">= 0", "The store's limit on blob bytes; past it, blobs no followed feed references and not added locally are evicted. Absent: the store's own (1 GiB)."),
     ("protocols.dissemination", "bool", "true or false", "Run push / ack / pull-sync broadcast (go-gossip)."),
     ("protocols.state", "bool", "true or false", "Run Scuttlebutt key/value state with flow control and the phi-accrual failure detector."),
     ("protocols.feeds", "bool", "true or false", "Run signed feeds over per-feed broadcast trees (Secure Scuttlebutt)."),
@@ -456,6 +458,27 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     ("cyclon.dead_retention", "ms", "> 0", "How long a dead peer is kept out of the view."),
     ("cyclon.max_dead", "peers", ">= 0", "Dead peers remembered."),
     ("cyclon.output_queue_capacity", "outputs", ">= most outputs of one input", "Transmits plus events queued by the core."),
+    // BlobConfig.
+    ("blobs.max_blob_size", "bytes", "1..=1073741824", "Largest blob this node fetches; a holder announcing a larger one is ignored."),
+    ("blobs.max_fetches", "fetches", ">= 1", "Fetches running at once; more are refused."),
+    ("blobs.initial_window", "pieces", "min_window..=max_window", "Window a new source starts with. Source: TCP Reno (Jacobson 1988)."),
+    ("blobs.min_window", "pieces", ">= 1", "Smallest window per source."),
+    ("blobs.max_window", "pieces", "min_window..=max_held_pieces", "Requested pieces outstanding per source at most."),
+    ("blobs.max_held_pieces", "pieces", ">= 1", "Pieces held at once across all fetches (requested, or verified and not yet stored): the bound on unverified blob data in memory."),
+    ("blobs.max_sources", "peers", ">= 1", "Holders used at once per fetch."),
+    ("blobs.want_interval", "ms", "> 0", "Period of the want rounds while a fetch lacks sources. Source: gossipmonger GOSSIP_INTERVAL."),
+    ("blobs.want_fanout", "peers", ">= 1", "Peers asked per want round."),
+    ("blobs.initial_rto", "ms", "min_rto..=max_rto", "Retransmission timeout before the first round-trip sample. Source: RFC 6298 (smaller floor for datagram LANs)."),
+    ("blobs.min_rto", "ms", "> 0", "Floor of the retransmission timeout."),
+    ("blobs.max_rto", "ms", ">= initial_rto", "Ceiling of the retransmission timeout."),
+    ("blobs.max_source_timeouts", "windows", ">= 1", "Windows timed out in a row without a verified piece before a source is dropped."),
+    ("blobs.max_corrupt", "pieces", ">= 1", "Corrupt pieces after which a peer is no longer used as a source for any blob."),
+    ("blobs.stall_timeout", "ms", ">= want_interval", "A fetch that verifies no piece for this long fails."),
+    ("blobs.serve_queue_per_peer", "pieces", ">= 1", "Pieces of one peer's requests served at once; more are dropped and counted."),
+    ("blobs.max_pending_reads", "reads", ">= 1", "Store reads outstanding at once for serving; more are dropped and counted."),
+    ("blobs.max_peers", "peers", ">= 1", "Peers whose address the blob core keeps; messages from further unknown peers are dropped and counted."),
+    ("blobs.progress_interval", "ms", ">= 0", "Least time between two progress events of one fetch."),
+    ("blobs.output_queue_capacity", "outputs", ">= 64", "Transmits, events and store requests queued before new ones are dropped and counted."),
 ];
 
 /// Example values printed (commented out) for options that are absent by default.
@@ -467,6 +490,7 @@ const OPTION_EXAMPLES: &[(&str, &str)] = &[
     ("http", "\"127.0.0.1:9100\""),
     ("seed_rng", "42"),
     ("fault.delay", "[20, 80]"),
+    ("blob_store_limit", "1073741824"),
 ];
 
 /// Looks `path` (dotted) up in `table`.
@@ -548,6 +572,7 @@ mod tests {
         config.options.seed_rng = Some(1);
         config.options.http = Some(SocketAddr::from(([127, 0, 0, 1], 9100)));
         config.node.fault.delay = Some(gossip_actors::DelayRange::from_millis(20, 80));
+        config.node.blob_store_limit = Some(1 << 30);
         config
     }
 

@@ -10,7 +10,6 @@
 //! - [`multihost`]: one `gossip-node` per host or network namespace, checked end to end for
 //!   broadcasts, key/value state and feeds (`multihost`, run by `scripts/multihost.sh`);
 //! - [`config`]: the `gossip-node` configuration file (`--config`, `--print-default-config`);
-//! - [`shared_store`]: a store shared between a node and the program that runs it.
 
 pub mod chat;
 pub mod cluster;
@@ -18,4 +17,3 @@ pub mod cluster_web;
 pub mod config;
 pub mod multihost;
 pub mod node;
-pub mod shared_store;

@@ -66,6 +66,18 @@
 //!   with `"command":null` when the event subscription lagged (`"skipped":N`);
 //! - `{"event":"keyring","primary":"<2 hex>","accepted":["<2 hex>",...]}` answering `add-key`,
 //!   `add-passphrase`, `primary-key`, `remove-key` and `keys`: the key ids held afterwards;
+//! - `{"event":"blob_added","blob":"<hex>","size":N,"reference":"blob:<hex>"}` answering
+//!   `add-blob <path>` (the file is stored as a blob, pinned; put `reference` in a feed
+//!   message to point at it);
+//!   `{"event":"blob","blob":"<hex>","size":N,"sha256":"<hex>","matches":B,"path":"..."|null}`
+//!   answering `get-blob <blob> [path]` once the blob is held (fetched from the peers that
+//!   hold it if needed; `sha256` is computed over the bytes received, `matches` says whether
+//!   it is the blob id; the bytes are written to `path` when given);
+//!   `{"event":"has_blob","blob":"<hex>","held":B}` answering `has-blob <blob>`;
+//! - `{"event":"blob_progress","blob":"<hex>","bytes":N,"size":N,"at_us":T}` while a blob is
+//!   fetched (at most every 100 ms), `{"event":"blob_complete","blob":"<hex>","size":N,
+//!   "at_us":T}` when a fetched blob is whole and verified, `{"event":"blob_failed",
+//!   "blob":"<hex>","reason":"..."}` when a fetch gives up;
 //! - `{"event":"bye"}` last, after `quit` or the end of stdin.
 //!
 //! Times (`at_us`) are microseconds since the Unix epoch, read when the line is written.
@@ -73,8 +85,11 @@
 //! Commands on stdin, one per line: `broadcast <text>`, `publish <text>`, `follow <feed>`,
 //! `unfollow <feed>`, `log <feed> <from_seq> [limit]`, `verify-log <feed>`,
 //! `set <key> <value>`, `try_set <key> <value>`, `delete <key>`, `get <node> <key>`, `nodes`,
-//! `stats`, `peer <addr>`, `peers`, `quit` (a feed or node is 64 hex digits; a key is one
-//! word, the value is the rest of the line). End of stdin means `quit`.
+//! `stats`, `peer <addr>`, `peers`, `add-blob <path>`, `get-blob <blob> [path]`,
+//! `has-blob <blob>`, `quit` (a feed, node or blob is 64 hex digits; a key is one
+//! word, the value is the rest of the line). End of stdin means `quit`. `get-blob` may take
+//! long (events keep being reported meanwhile); it gives up after the node's stall timeout
+//! without progress (60 s).
 //!
 //! Key rotation while the node runs (`docs/wire.md` section 4.4; run each step on every node
 //! before the next): `add-key <64 hex digits>` or `add-passphrase <cluster> <passphrase>` adds
@@ -98,6 +113,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{ArgGroup, Parser};
 use futures::StreamExt;
 use gossip_actors::core::NodeId;
+use gossip_actors::core::blob::BlobId;
 use gossip_actors::core::feed::{FeedId, FeedMessage};
 use gossip_actors::crypto::{Identity, Key, KeyError, Keyring};
 use gossip_actors::failure::FailureActorStats;
@@ -114,7 +130,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{ConfigFileError, DiscoveryKind, FileConfig};
-use crate::shared_store::SharedStore;
+use gossip_actors::storage::SharedStore;
 
 /// Lines of stdin buffered between the reading thread and the node's event loop.
 const STDIN_QUEUE: usize = 256;
@@ -804,6 +820,62 @@ pub enum Output {
         /// Microseconds since the Unix epoch.
         at_us: u64,
     },
+    /// The answer to `add-blob`.
+    BlobAdded {
+        /// The blob id, 64 hex digits.
+        blob: String,
+        /// Its size, in bytes.
+        size: u64,
+        /// What a feed message writes to reference it: `blob:<hex>`.
+        reference: String,
+    },
+    /// The answer to `get-blob`.
+    Blob {
+        /// The blob id, 64 hex digits.
+        blob: String,
+        /// Its size, in bytes.
+        size: u64,
+        /// SHA-256 of the bytes received, 64 hex digits.
+        sha256: String,
+        /// Whether `sha256` is the blob id.
+        matches: bool,
+        /// Where the bytes were written, if asked.
+        path: Option<String>,
+    },
+    /// The answer to `has-blob`.
+    HasBlob {
+        /// The blob id.
+        blob: String,
+        /// Whether this node holds it whole.
+        held: bool,
+    },
+    /// A blob fetch advanced.
+    BlobProgress {
+        /// The blob id.
+        blob: String,
+        /// Bytes of data stored so far.
+        bytes: u64,
+        /// The blob's size.
+        size: u64,
+        /// Microseconds since the Unix epoch.
+        at_us: u64,
+    },
+    /// A fetched blob is whole and verified.
+    BlobComplete {
+        /// The blob id.
+        blob: String,
+        /// Its size.
+        size: u64,
+        /// Microseconds since the Unix epoch.
+        at_us: u64,
+    },
+    /// A blob fetch gave up.
+    BlobFailed {
+        /// The blob id.
+        blob: String,
+        /// Why, as the core names it.
+        reason: String,
+    },
     /// The node stopped; always the last line.
     Bye,
 }
@@ -1201,7 +1273,16 @@ fn parse_key_value(rest: &str) -> Result<(&str, &str), String> {
 /// Whether the command `line` may wait for long (for the update rate), so the node's events
 /// are reported while it runs.
 fn may_wait(line: &str) -> bool {
-    matches!(line.split_whitespace().next(), Some("set" | "delete"))
+    matches!(
+        line.split_whitespace().next(),
+        Some("set" | "delete" | "get-blob")
+    )
+}
+
+fn parse_blob(text: &str) -> Result<BlobId, String> {
+    text.trim()
+        .parse::<BlobId>()
+        .map_err(|_| format!("bad blob id {:?}: expected 64 hex digits", text.trim()))
 }
 
 /// Parses a sequence number.
@@ -1522,6 +1603,58 @@ async fn handle_command(
                 Err(err) => emit_error(Some(line), err)?,
             }
         }
+        "add-blob" => match std::fs::read(rest.trim()) {
+            Ok(bytes) => {
+                let size = bytes.len() as u64;
+                match node.add_blob(bytes).await {
+                    Ok(blob) => emit(&Output::BlobAdded {
+                        blob: blob.to_string(),
+                        size,
+                        reference: gossip_actors::core::blob::reference(blob),
+                    })?,
+                    Err(NodeError::Stopped) => return Err(RunNodeError::Stopped),
+                    Err(err) => emit_error(Some(line), err)?,
+                }
+            }
+            Err(err) => emit_error(Some(line), format!("cannot read {:?}: {err}", rest.trim()))?,
+        },
+        "get-blob" => {
+            let mut words = rest.split_whitespace();
+            match parse_blob(words.next().unwrap_or("")) {
+                Ok(blob) => match node.get_blob(blob).await {
+                    Ok(bytes) => {
+                        let sha256 = gossip_actors::crypto::sha256(&bytes);
+                        let path = words.next().map(str::to_owned);
+                        if let Some(path) = &path {
+                            if let Err(err) = std::fs::write(path, &bytes) {
+                                emit_error(Some(line), format!("cannot write {path:?}: {err}"))?;
+                            }
+                        }
+                        emit(&Output::Blob {
+                            blob: blob.to_string(),
+                            size: bytes.len() as u64,
+                            sha256: BlobId(sha256).to_string(),
+                            matches: sha256 == blob.0,
+                            path,
+                        })?;
+                    }
+                    Err(NodeError::Stopped) => return Err(RunNodeError::Stopped),
+                    Err(err) => emit_error(Some(line), err)?,
+                },
+                Err(err) => emit_error(Some(line), err)?,
+            }
+        }
+        "has-blob" => match parse_blob(rest) {
+            Ok(blob) => match node.has_blob(blob).await {
+                Ok(held) => emit(&Output::HasBlob {
+                    blob: blob.to_string(),
+                    held,
+                })?,
+                Err(NodeError::Stopped) => return Err(RunNodeError::Stopped),
+                Err(err) => emit_error(Some(line), err)?,
+            },
+            Err(err) => emit_error(Some(line), err)?,
+        },
         "quit" => return Ok(Flow::Quit),
         "" => emit_error(Some(line), "empty command")?,
         other => emit_error(
@@ -1532,7 +1665,8 @@ async fn handle_command(
                  verify-log <feed>, set <key> <value>, try_set <key> <value>, \
                  delete <key>, get <node> <key>, nodes, stats, peer <addr>, peers, \
                  add-key <hex>, add-passphrase <cluster> <passphrase>, primary-key <id>, \
-                 remove-key <id>, keys or quit)"
+                 remove-key <id>, keys, add-blob <path>, get-blob <blob> [path], has-blob <blob> \
+                 or quit)"
             ),
         )?,
     }
@@ -1582,6 +1716,21 @@ fn emit_event(event: NodeEvent) -> Result<(), RunNodeError> {
             value: value.map(|v| String::from_utf8_lossy(&v).into_owned()),
             version,
             at_us: unix_micros(),
+        }),
+        NodeEvent::BlobProgress { blob, bytes, size } => emit(&Output::BlobProgress {
+            blob: blob.to_string(),
+            bytes,
+            size,
+            at_us: unix_micros(),
+        }),
+        NodeEvent::BlobComplete { blob, size } => emit(&Output::BlobComplete {
+            blob: blob.to_string(),
+            size,
+            at_us: unix_micros(),
+        }),
+        NodeEvent::BlobFailed { blob, reason } => emit(&Output::BlobFailed {
+            blob: blob.to_string(),
+            reason: format!("{reason:?}"),
         }),
         other => {
             tracing::debug!(?other, "event not reported");

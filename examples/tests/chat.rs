@@ -371,3 +371,57 @@ fn chat_of_five_delivers_every_post_in_order_and_survives_a_sigkill() {
     assert_eq!(summary["logs_verified"], 5, "{summary}");
     assert!(summary["elapsed_ms"].as_u64().is_some(), "{summary}");
 }
+
+#[test]
+fn chat_attachment_is_fetched_by_every_other_node_and_hashes_equal() {
+    let dir = TempDir::new("attach");
+    let file = dir.path().join("photo.bin");
+    // 1.5 MiB of varied bytes: about 1,230 chunks.
+    let bytes: Vec<u8> = (0..1_536_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &bytes).expect("write the attachment");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
+        .args([
+            "--nodes",
+            "3",
+            "--posts",
+            "3",
+            "--extra-posts",
+            "1",
+            "--json",
+        ])
+        .arg("--attach")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("chat starts");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let status = wait_with_timeout(&mut child, Duration::from_secs(180))
+        .expect("chat finishes within 180 s");
+    let text = reader.join().expect("reader thread");
+    assert!(
+        status.success(),
+        "chat exited with {status}; stdout:\n{text}"
+    );
+    let last = text.lines().last().expect("some output");
+    let summary: Value = serde_json::from_str(last).expect("last line is JSON");
+    let a = &summary["attachment"];
+    let sha = hex::encode(gossip_actors::crypto::sha256(&bytes));
+    assert_eq!(a["file"], "photo.bin", "{summary}");
+    assert_eq!(a["size"], 1_536_000, "{summary}");
+    assert_eq!(a["blob"], sha, "{summary}");
+    assert_eq!(a["added_as"], sha, "{summary}");
+    assert_eq!(a["reference_seen"], 2, "{summary}");
+    assert_eq!(a["fetched"], 2, "{summary}");
+    assert_eq!(a["hashes_match"], 2, "{summary}");
+    assert_eq!(a["expected"], 2, "{summary}");
+    assert!(a["fetch_ms"].as_u64().is_some(), "{summary}");
+}

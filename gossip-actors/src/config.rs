@@ -223,6 +223,11 @@ impl NodeConfig {
         self.replay
             .validate()
             .map_err(NodeConfigError::section("replay"))?;
+        let mut blobs = self.blobs.clone();
+        blobs.max_envelope_len = envelope_len;
+        blobs
+            .validate()
+            .map_err(NodeConfigError::section("blobs"))?;
         Ok(())
     }
 }

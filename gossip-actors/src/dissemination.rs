@@ -63,6 +63,29 @@ pub enum NodeEvent {
         /// The feed.
         feed: gossip_core::feed::FeedId,
     },
+    /// A blob fetch advanced (at most every 100 ms per fetch, and once at the end).
+    BlobProgress {
+        /// The blob.
+        blob: gossip_core::blob::BlobId,
+        /// Bytes of its data stored so far.
+        bytes: u64,
+        /// Its size, in bytes.
+        size: u64,
+    },
+    /// A blob was fetched whole and its SHA-256 matched its id.
+    BlobComplete {
+        /// The blob.
+        blob: gossip_core::blob::BlobId,
+        /// Its size, in bytes.
+        size: u64,
+    },
+    /// A blob fetch ended without the blob.
+    BlobFailed {
+        /// The blob.
+        blob: gossip_core::blob::BlobId,
+        /// Why.
+        reason: gossip_core::blob::FailReason,
+    },
     /// A key of a node's state changed (gossipmonger's `update`); `value` is `None` for a
     /// delete.
     Update {

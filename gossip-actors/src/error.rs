@@ -80,6 +80,9 @@ pub enum NodeError {
     /// The store failed to read.
     #[error("the store failed: {0}")]
     Store(String),
+    /// A blob could not be added or fetched (see [`crate::blobs::BlobError`]).
+    #[error(transparent)]
+    Blob(#[from] crate::blobs::BlobError),
     /// The node was built without this protocol (see `NodeConfig::protocols`).
     #[error("the node does not run the {protocol} protocol")]
     NotRunning {

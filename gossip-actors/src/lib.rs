@@ -24,6 +24,7 @@
 //! caller, so call `start` inside an actix system (`#[actix::main]`, `#[actix::test]`).
 #![deny(missing_docs)]
 
+pub mod blobs;
 pub mod config;
 #[cfg(feature = "dht")]
 pub mod dht;
@@ -42,6 +43,7 @@ pub mod state;
 pub mod store;
 pub mod transport;
 
+pub use blobs::{BlobActor, BlobActorStats, BlobError};
 pub use config::NodeConfigError;
 #[cfg(feature = "dht")]
 pub use dht::{DhtConfig, DhtDiscovery, DhtError, DhtStats};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use gossip_core::blob::{BlobConfig, BlobId, Blobs};
 use gossip_core::dissemination::{Dissemination, DisseminationConfig};
 use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
 use gossip_core::tree::{FeedLinks, Tree, TreeConfig};
@@ -18,6 +19,9 @@ use rand::{Rng, RngCore, SeedableRng};
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
 
+use crate::blobs::{
+    AddLocalBlob, BlobActor, BlobActorStats, GetBlob, GetBlobStats, GetCorruptPeers, HasBlob,
+};
 use crate::discovery::{CyclonDiscovery, Discovery, DiscoveryContext, StaticDiscovery};
 use crate::dissemination::{
     Broadcast, DisseminationActor, DisseminationActorStats, GetDisseminationStats, NodeEvent,
@@ -95,6 +99,18 @@ pub struct NodeConfig {
     /// Anti-replay: window of 2,048 packet counters per sender, at most 4,096 senders
     /// (`gossip_core::replay`, after WireGuard and RFC 6479).
     pub replay: ReplayConfig,
+    /// Blob transfer ([`NodeHandle::add_blob`], [`NodeHandle::get_blob`]; always running).
+    /// Its `max_envelope_len` is set by the node from `max_datagram` and the cipher, so the
+    /// chunk size follows the datagram (1,248 bytes at 1,400).
+    pub blobs: BlobConfig,
+    /// Blobs referenced (`blob:<hex>`) by messages of followed feeds are fetched when at most
+    /// this many bytes; 0 (the default) fetches none of them: a node fetches only the blobs
+    /// it is asked for.
+    pub fetch_blobs_for_feeds: u64,
+    /// The store's limit on blob bytes (`BlobStore::set_blob_limit`); `None` keeps the
+    /// store's own (1 GiB by default). Past it, blobs no followed feed references and not
+    /// added locally are evicted to make room.
+    pub blob_store_limit: Option<u64>,
 }
 
 /// Which protocol actors a node starts. The transport and discovery always run.
@@ -135,6 +151,9 @@ impl Default for NodeConfig {
             set_queue_capacity: 1_024,
             protocols: Protocols::default(),
             replay: ReplayConfig::default(),
+            blobs: BlobConfig::default(),
+            fetch_blobs_for_feeds: 0,
+            blob_store_limit: None,
         }
     }
 }
@@ -407,9 +426,27 @@ impl NodeBuilder {
         };
         let discovery = started.recipients;
 
+        let mut blob_config = self.config.blobs.clone();
+        blob_config.max_envelope_len = encoder_envelope_len;
+        if let Err(err) = blob_config.validate() {
+            transport.do_send(Shutdown);
+            discovery.shutdown.do_send(Shutdown);
+            return Err(err.into());
+        }
         let store = match self.store {
-            Some(store) => StoreAddr::threaded(store),
-            None => StoreAddr::inline(Box::new(gossip_store::MemoryStore::new())),
+            Some(mut store) => {
+                if let Some(limit) = self.config.blob_store_limit {
+                    store.set_blob_limit(limit);
+                }
+                StoreAddr::threaded(store)
+            }
+            None => {
+                let mut store = gossip_store::MemoryStore::new();
+                if let Some(limit) = self.config.blob_store_limit {
+                    gossip_store::BlobStore::set_blob_limit(&mut store, limit);
+                }
+                StoreAddr::inline(Box::new(store))
+            }
         };
         let mut tree_config = self.config.tree.clone();
         tree_config.max_envelope_len = encoder_envelope_len;
@@ -439,6 +476,7 @@ impl NodeBuilder {
             failure: None,
             store: store.clone(),
             events: events.clone(),
+            blobs: None,
         };
 
         if protocols.dissemination {
@@ -533,6 +571,32 @@ impl NodeBuilder {
             );
         }
 
+        // Drawn last, so that adding blobs left every earlier seed of a node as it was.
+        let blob_core = match Blobs::new(
+            node_id,
+            blob_config,
+            StdRng::seed_from_u64(master.random()),
+            now,
+        ) {
+            Ok(core) => core,
+            Err(err) => {
+                let _ = handle.shutdown().await;
+                return Err(err.into());
+            }
+        };
+        handle.blobs = Some(
+            BlobActor::new(
+                blob_core,
+                FeedId(node_id.0),
+                transport.clone().recipient(),
+                store.clone(),
+                events.clone(),
+                discovery.known_peers.clone(),
+                self.config.fetch_blobs_for_feeds,
+            )
+            .start(),
+        );
+
         if handle.register(started.routes).await.is_err() {
             let _ = handle.shutdown().await;
             return Err(StartError::Bind {
@@ -567,6 +631,8 @@ pub struct NodeStats {
     pub flow: FlowActorStats,
     /// Failure detection: convictions, revivals, stalls.
     pub failure: FailureActorStats,
+    /// Blob transfer: pieces requested, verified, corrupt, served; the held-piece peak.
+    pub blobs: BlobActorStats,
 }
 
 impl NodeStats {
@@ -615,6 +681,7 @@ pub struct NodeHandle {
     failure: Option<Addr<FailureDetectorActor>>,
     store: StoreAddr,
     events: broadcast::Sender<NodeEvent>,
+    blobs: Option<Addr<BlobActor>>,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -650,6 +717,15 @@ impl NodeHandle {
             let kinds = vec![PacketType::TreeNotes, PacketType::TreeBatch];
             route(kinds, feeds.clone().recipient()).await?;
         }
+        if let Some(blobs) = &self.blobs {
+            let kinds = vec![
+                PacketType::BlobWant,
+                PacketType::BlobHave,
+                PacketType::BlobRequest,
+                PacketType::BlobPiece,
+            ];
+            route(kinds, blobs.clone().recipient()).await?;
+        }
         if let Some(state) = &self.state {
             let kinds = vec![
                 PacketType::StateDigest,
@@ -671,6 +747,9 @@ impl NodeHandle {
             }
             if let Some(feeds) = &self.feeds {
                 liveness.push(feeds.clone().recipient());
+            }
+            if let Some(blobs) = &self.blobs {
+                liveness.push(blobs.clone().recipient());
             }
             for recipient in liveness {
                 failure.send(RegisterLiveness { recipient }).await?;
@@ -731,6 +810,9 @@ impl NodeHandle {
         }
         if let Some(failure) = &self.failure {
             stats.failure = failure.send(GetFailureStats).await?;
+        }
+        if let Some(blobs) = &self.blobs {
+            stats.blobs = blobs.send(GetBlobStats).await?;
         }
         Ok(stats)
     }
@@ -1040,11 +1122,60 @@ impl NodeHandle {
         )
     }
 
+    /// Stores `bytes` as a blob (named by their SHA-256, cut into datagram-sized chunks under
+    /// a hash tree) and returns its id. The blob is pinned: never evicted. Other nodes fetch
+    /// it with [`get_blob`](Self::get_blob); reference it from a feed message with
+    /// [`gossip_core::blob::reference`] (`blob:<hex>`).
+    ///
+    /// # Errors
+    /// [`NodeError::Blob`] when the blob is larger than 1 TiB or the store refuses it (full
+    /// of blobs that may not be evicted); [`NodeError::Stopped`] after shutdown.
+    pub async fn add_blob(&self, bytes: impl Into<Bytes>) -> Result<BlobId, NodeError> {
+        let blobs = running(&self.blobs, "blobs")?;
+        Ok(blobs.send(AddLocalBlob(bytes.into())).await??)
+    }
+
+    /// The bytes of blob `id`: from the store if held whole, else fetched from the peers
+    /// that hold it (with [`NodeEvent::BlobProgress`] events, and [`NodeEvent::BlobComplete`]
+    /// at the end); every piece and the whole are verified against their hashes. Waits until
+    /// the fetch completes or fails (after the blob config's `stall_timeout` without
+    /// progress, 60 s by default); wrap it in a timeout to wait less.
+    ///
+    /// # Errors
+    /// [`NodeError::Blob`] when the fetch fails or too many run at once;
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn get_blob(&self, id: BlobId) -> Result<Bytes, NodeError> {
+        let blobs = running(&self.blobs, "blobs")?;
+        Ok(blobs.send(GetBlob(id)).await??)
+    }
+
+    /// Whether this node holds blob `id` whole.
+    ///
+    /// # Errors
+    /// [`NodeError::Blob`] if the store fails; [`NodeError::Stopped`] after shutdown.
+    pub async fn has_blob(&self, id: BlobId) -> Result<bool, NodeError> {
+        let blobs = running(&self.blobs, "blobs")?;
+        Ok(blobs.send(HasBlob(id)).await??)
+    }
+
+    /// The peers that sent this node blob pieces whose hash or length was wrong, with how
+    /// many; such a peer is no longer asked for any blob.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`] after shutdown.
+    pub async fn blob_corrupt_peers(&self) -> Result<Vec<(NodeId, u32)>, NodeError> {
+        let blobs = running(&self.blobs, "blobs")?;
+        Ok(blobs.send(GetCorruptPeers).await?)
+    }
+
     /// Stops every actor of the node and closes its socket. Calling it again is harmless.
     ///
     /// # Errors
     /// None today; the `Result` leaves room for stores that flush on shutdown.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
+        if let Some(blobs) = &self.blobs {
+            let _ = blobs.send(Shutdown).await;
+        }
         if let Some(feeds) = &self.feeds {
             let _ = feeds.send(Shutdown).await;
         }

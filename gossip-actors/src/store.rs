@@ -13,9 +13,13 @@
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
 use gossip_core::NodeId;
+use gossip_core::blob::{BlobId, BlobMeta, PieceIndex};
 use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
-use gossip_store::{NodeStore, StoreError};
+use gossip_store::{AddBlobError, BlobRecord, NodeStore, StoreError};
 
 /// Appends a message to its feed's log; durable when the reply is `Ok`.
 #[derive(Message, Clone, Debug)]
@@ -140,6 +144,139 @@ fn load_own_state(s: &mut dyn NodeStore, msg: &LoadOwnState) -> Result<Loaded, S
     Ok((s.own_generation()?, s.own_entries(msg.limit)?))
 }
 
+/// Reads a blob's record.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<Option<BlobRecord>, StoreError>")]
+pub struct BlobLookup(pub BlobId);
+
+/// Reads pieces of a blob, each `None` where the store lacks it.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<Vec<Option<Bytes>>, StoreError>")]
+pub struct ReadPieces {
+    /// The blob.
+    pub blob: BlobId,
+    /// The pieces.
+    pub pieces: Vec<PieceIndex>,
+}
+
+/// Stores verified pieces of a blob being fetched, in one write. If the blob store is full,
+/// first evicts blobs that no followed feed (`own_feed` and the feeds of the `follows` table)
+/// references, that are not pinned and not in `keep`, to make room; then tries once more.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct PutPieces {
+    /// The blob.
+    pub blob: BlobId,
+    /// Its layout.
+    pub meta: BlobMeta,
+    /// The pieces.
+    pub pieces: Vec<(PieceIndex, Bytes)>,
+    /// The node's own feed (always followed).
+    pub own_feed: FeedId,
+    /// Blobs that must not be evicted (fetches in progress).
+    pub keep: BTreeSet<BlobId>,
+}
+
+/// Adds a local blob, pinned, evicting as [`PutPieces`] does if the store is full.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<(BlobId, BlobMeta), AddBlobError>")]
+pub struct AddBlob {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// Chunk size, in bytes.
+    pub chunk_size: u32,
+    /// The node's own feed.
+    pub own_feed: FeedId,
+    /// Blobs that must not be evicted.
+    pub keep: BTreeSet<BlobId>,
+}
+
+/// The SHA-256 of a blob's stored data, `None` if a chunk is missing.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<Option<[u8; 32]>, StoreError>")]
+pub struct HashBlob(pub BlobId);
+
+/// Marks a blob complete.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct CompleteBlob(pub BlobId);
+
+/// Removes a blob; replies with the bytes freed.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct RemoveBlob(pub BlobId);
+
+/// Reads a complete blob's bytes.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<Option<Bytes>, StoreError>")]
+pub struct ReadBlob(pub BlobId);
+
+/// The feeds whose references keep blobs: the own feed and every followed one.
+fn followed_feeds(store: &dyn NodeStore, own_feed: FeedId) -> Result<Vec<FeedId>, StoreError> {
+    let mut feeds = vec![own_feed];
+    for (key, _) in store.range(crate::feeds::FOLLOWS_TABLE, &[], &[0xff; 64], usize::MAX)? {
+        if let Ok(id) = <[u8; 32]>::try_from(key.as_slice()) {
+            feeds.push(FeedId(id));
+        }
+    }
+    Ok(feeds)
+}
+
+/// Runs `write`; if the blob store is full, evicts (see [`PutPieces`]) and runs it again.
+fn with_room<T>(
+    store: &mut dyn NodeStore,
+    own_feed: FeedId,
+    keep: &BTreeSet<BlobId>,
+    mut write: impl FnMut(&mut dyn NodeStore) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match write(store) {
+        Err(StoreError::BlobsFull { needed, limit }) => {
+            let feeds = followed_feeds(store, own_feed)?;
+            let current = store.blob_bytes()?;
+            let extra = needed.saturating_sub(current);
+            let target = limit.saturating_sub(extra);
+            let removed = gossip_store::evict_blobs(store, &feeds, keep, target)?;
+            tracing::debug!(removed = removed.len(), "blobs evicted to make room");
+            write(store)
+        }
+        other => other,
+    }
+}
+
+fn put_pieces(store: &mut dyn NodeStore, msg: &PutPieces) -> Result<(), StoreError> {
+    with_room(store, msg.own_feed, &msg.keep, |s| {
+        s.put_pieces(msg.blob, msg.meta, &msg.pieces)
+    })
+}
+
+fn add_blob(store: &mut dyn NodeStore, msg: &AddBlob) -> Result<(BlobId, BlobMeta), AddBlobError> {
+    let mut layout_error = None;
+    let result = with_room(
+        store,
+        msg.own_feed,
+        &msg.keep,
+        |s| match gossip_store::add_blob(s, &msg.bytes, msg.chunk_size, true) {
+            Ok(added) => Ok(added),
+            Err(AddBlobError::Store(e)) => Err(e),
+            Err(other) => {
+                layout_error = Some(other);
+                Err(StoreError::Corrupt("layout".into()))
+            }
+        },
+    );
+    match (result, layout_error) {
+        (_, Some(layout)) => Err(layout),
+        (result, None) => result.map_err(AddBlobError::Store),
+    }
+}
+
+fn read_pieces(store: &dyn NodeStore, msg: &ReadPieces) -> Result<Vec<Option<Bytes>>, StoreError> {
+    msg.pieces
+        .iter()
+        .map(|p| Ok(store.piece(msg.blob, *p)?.map(Bytes::from)))
+        .collect()
+}
+
 /// The storage actor on its own thread, for stores that touch the disk. See the module docs.
 pub struct StoreActor {
     store: Arc<Mutex<Box<dyn NodeStore>>>,
@@ -255,9 +392,43 @@ inline_handlers! {
     Put => Result<(), StoreError>, |s, msg| s.put(msg.table, &msg.key, &msg.value);
     Remove => Result<bool, StoreError>, |s, msg| s.delete(msg.table, &msg.key);
     Scan => Result<Vec<gossip_store::Entry>, StoreError>, |s, msg| s.range(msg.table, &[], &[0xff; 64], msg.limit);
+    BlobLookup => Result<Option<BlobRecord>, StoreError>, |s, msg| s.blob(msg.0);
+    ReadPieces => Result<Vec<Option<Bytes>>, StoreError>, |s, msg| read_pieces(s, &msg);
+    PutPieces => Result<(), StoreError>, |s, msg| put_pieces(s, &msg);
+    AddBlob => Result<(BlobId, BlobMeta), AddBlobError>, |s, msg| add_blob(s, &msg);
+    HashBlob => Result<Option<[u8; 32]>, StoreError>, |s, msg| gossip_store::blob_hash(s, msg.0);
+    CompleteBlob => Result<bool, StoreError>, |s, msg| s.mark_complete(msg.0);
+    RemoveBlob => Result<u64, StoreError>, |s, msg| s.remove_blob(msg.0);
+    ReadBlob => Result<Option<Bytes>, StoreError>, |s, msg| gossip_store::read_blob(s, msg.0);
     PutOwnEntry => Result<(), StoreError>, |s, msg| put_own_entry(s, &msg);
     LoadOwnState => Result<Loaded, StoreError>, |s, msg| load_own_state(s, &msg);
     PutOwnGeneration => Result<(), StoreError>, |s, msg| s.put_own_generation(msg.0);
+}
+
+macro_rules! threaded_handlers {
+    ($($msg:ty => $result:ty, |$s:ident, $m:ident| $body:expr;)*) => {
+        $(
+            impl Handler<$msg> for StoreActor {
+                type Result = $result;
+                fn handle(&mut self, $m: $msg, _: &mut SyncContext<Self>) -> Self::Result {
+                    let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
+                    let $s = guard.as_mut();
+                    $body
+                }
+            }
+        )*
+    };
+}
+
+threaded_handlers! {
+    BlobLookup => Result<Option<BlobRecord>, StoreError>, |s, msg| s.blob(msg.0);
+    ReadPieces => Result<Vec<Option<Bytes>>, StoreError>, |s, msg| read_pieces(s, &msg);
+    PutPieces => Result<(), StoreError>, |s, msg| put_pieces(s, &msg);
+    AddBlob => Result<(BlobId, BlobMeta), AddBlobError>, |s, msg| add_blob(s, &msg);
+    HashBlob => Result<Option<[u8; 32]>, StoreError>, |s, msg| gossip_store::blob_hash(s, msg.0);
+    CompleteBlob => Result<bool, StoreError>, |s, msg| s.mark_complete(msg.0);
+    RemoveBlob => Result<u64, StoreError>, |s, msg| s.remove_blob(msg.0);
+    ReadBlob => Result<Option<Bytes>, StoreError>, |s, msg| gossip_store::read_blob(s, msg.0);
 }
 
 impl StoreActor {

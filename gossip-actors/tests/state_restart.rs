@@ -12,93 +12,10 @@ use std::time::Duration;
 use gossip_actors::Node;
 use gossip_actors::crypto::{Key, Keyring};
 use gossip_actors::net::sim::{SimConfig, SimNetwork};
+use gossip_actors::storage::{MemoryStore, SharedStore};
 
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 3, 0, i as u8 + 1], 7000))
-}
-
-/// A [`MemoryStore`](gossip_actors::storage::MemoryStore) that outlives the node it is given
-/// to, as a database file outlives a process: clones share it.
-#[derive(Clone, Default)]
-struct SharedMemory(Arc<std::sync::Mutex<gossip_actors::storage::MemoryStore>>);
-
-mod shared_memory {
-    use gossip_actors::core::NodeId;
-    use gossip_actors::core::feed::{FeedId, FeedMessage, MessageHash};
-    use gossip_actors::storage::{Entry, FeedLog, PeerClocks, Store, StoreError};
-
-    use super::SharedMemory;
-
-    impl SharedMemory {
-        fn lock(&self) -> std::sync::MutexGuard<'_, gossip_actors::storage::MemoryStore> {
-            self.0.lock().unwrap_or_else(|e| e.into_inner())
-        }
-    }
-
-    impl Store for SharedMemory {
-        fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.lock().get(table, key)
-        }
-        fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-            self.lock().put(table, key, value)
-        }
-        fn delete(&mut self, table: &str, key: &[u8]) -> Result<bool, StoreError> {
-            Store::delete(&mut *self.lock(), table, key)
-        }
-        fn range(
-            &self,
-            table: &str,
-            start: &[u8],
-            end: &[u8],
-            limit: usize,
-        ) -> Result<Vec<Entry>, StoreError> {
-            self.lock().range(table, start, end, limit)
-        }
-        fn len(&self, table: &str) -> Result<usize, StoreError> {
-            self.lock().len(table)
-        }
-    }
-
-    impl FeedLog for SharedMemory {
-        fn append(&mut self, msg: &FeedMessage) -> Result<(), StoreError> {
-            self.lock().append(msg)
-        }
-        fn message(&self, feed: FeedId, sequence: u64) -> Result<Option<FeedMessage>, StoreError> {
-            self.lock().message(feed, sequence)
-        }
-        fn messages(
-            &self,
-            feed: FeedId,
-            from_sequence: u64,
-            limit: usize,
-        ) -> Result<Vec<FeedMessage>, StoreError> {
-            self.lock().messages(feed, from_sequence, limit)
-        }
-        fn latest(&self, feed: FeedId) -> Result<Option<(u64, MessageHash)>, StoreError> {
-            self.lock().latest(feed)
-        }
-        fn feeds(&self) -> Result<Vec<(FeedId, u64)>, StoreError> {
-            self.lock().feeds()
-        }
-        fn remove_feed(&mut self, feed: FeedId) -> Result<u64, StoreError> {
-            self.lock().remove_feed(feed)
-        }
-    }
-
-    impl PeerClocks for SharedMemory {
-        fn put_clock(&mut self, peer: NodeId, clock: &[u8]) -> Result<(), StoreError> {
-            self.lock().put_clock(peer, clock)
-        }
-        fn clock(&self, peer: NodeId) -> Result<Option<Vec<u8>>, StoreError> {
-            self.lock().clock(peer)
-        }
-        fn remove_clock(&mut self, peer: NodeId) -> Result<bool, StoreError> {
-            self.lock().remove_clock(peer)
-        }
-        fn clock_peers(&self) -> Result<Vec<NodeId>, StoreError> {
-            self.lock().clock_peers()
-        }
-    }
 }
 
 /// A node restarted on its store (same identity) holds every write it acknowledged, in a
@@ -113,9 +30,10 @@ async fn a_restarted_node_restores_its_acknowledged_state_in_a_new_generation() 
     });
     let t0 = tokio::time::Instant::now();
     let clock = Arc::new(move || 1_700_000_000_000 + t0.elapsed().as_millis() as u64);
-    let store = SharedMemory::default();
+    // A store that outlives the node it is given to, as a database file outlives a process.
+    let store = SharedStore::new(Box::new(MemoryStore::new()));
     let identity = || gossip_actors::crypto::Identity::from_bytes(&[9; 32]);
-    let start = |i: usize, store: Option<SharedMemory>, id: bool| {
+    let start = |i: usize, store: Option<SharedStore>, id: bool| {
         let mut builder = Node::builder()
             .network(&network)
             .bind(addr(i))

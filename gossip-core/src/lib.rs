@@ -62,6 +62,11 @@
 //!   that thousands of nodes work with 1,400-byte datagrams, tombstones with garbage
 //!   collection and resets, restarts by generation, and gossipmonger's choice of live, dead
 //!   and seed peers.
+//! - [`blob`]: large objects ("attachments" in the Secure Scuttlebutt talk) named by the
+//!   SHA-256 of their bytes, cut into datagram-sized chunks under a hash tree (BitTorrent
+//!   v2's shape), fetched on demand from holders found by want/have rounds with a TCP Reno
+//!   window per source, every piece verified on arrival, corrupt sources counted and
+//!   avoided, and serving bounded per peer.
 //! - [`flow`]: the same paper's flow control: a per-node maximum update rate enforced by a
 //!   token bucket, adapted by AIMD from the overflow of gossip messages, and re-split
 //!   pairwise between gossip partners from piggybacked rates so capacity is shared fairly.
@@ -81,6 +86,7 @@
 //! protocol and fail with the crate's single [`ConfigError`].
 #![deny(missing_docs)]
 
+pub mod blob;
 pub mod config;
 pub mod dissemination;
 pub mod failure;

@@ -2,7 +2,7 @@
 //!
 //! The numbering of [`PacketType`] follows go-gossip (1 PushMessage .. 5 PullResponse); the
 //! protocols added since take types from 16 up: 16-18 Scuttlebutt state, 19-20 CYCLON
-//! membership, 21-22 per-feed broadcast trees, 64 application messages. The
+//! membership, 21-22 per-feed broadcast trees, 23-26 blob transfer, 64 application messages. The
 //! encoding itself lives in `gossip-net` (one encode/decode pair); this module only gives the
 //! shapes and a conservative upper bound on their encoded size so that senders can split
 //! batches to fit a datagram without knowing the encoder.
@@ -42,6 +42,14 @@ pub enum PacketType {
     TreeNotes = 21,
     /// A batch of signed feed messages, in sequence order per feed.
     TreeBatch = 22,
+    /// "Who holds this blob?" ([`crate::blob::BlobWant`]).
+    BlobWant = 23,
+    /// "I hold this blob whole, laid out like this" ([`crate::blob::BlobHave`]).
+    BlobHave = 24,
+    /// "Send me these pieces" ([`crate::blob::BlobRequest`]).
+    BlobRequest = 25,
+    /// One piece of a blob ([`crate::blob::BlobPiece`]).
+    BlobPiece = 26,
     /// An application's own message ([`AppMessage`]), routed by its `kind` to the actor that
     /// registered for it.
     Application = 64,
@@ -49,7 +57,7 @@ pub enum PacketType {
 
 impl PacketType {
     /// Every packet type, in wire order.
-    pub const ALL: [PacketType; 13] = [
+    pub const ALL: [PacketType; 17] = [
         PacketType::PushMessage,
         PacketType::PushAck,
         PacketType::PullSync,
@@ -62,6 +70,10 @@ impl PacketType {
         PacketType::CyclonShuffleReply,
         PacketType::TreeNotes,
         PacketType::TreeBatch,
+        PacketType::BlobWant,
+        PacketType::BlobHave,
+        PacketType::BlobRequest,
+        PacketType::BlobPiece,
         PacketType::Application,
     ];
 
@@ -90,6 +102,10 @@ impl PacketType {
             PacketType::CyclonShuffleReply => "cyclon_shuffle_reply",
             PacketType::TreeNotes => "tree_notes",
             PacketType::TreeBatch => "tree_batch",
+            PacketType::BlobWant => "blob_want",
+            PacketType::BlobHave => "blob_have",
+            PacketType::BlobRequest => "blob_request",
+            PacketType::BlobPiece => "blob_piece",
             PacketType::Application => "application",
         }
     }
@@ -152,6 +168,16 @@ pub enum Message {
     TreeBatch(crate::tree::FeedBatch),
     /// Type 64: an application's own message, opaque to the framework.
     Application(AppMessage),
+    // The blob variants come after `Application` so that the variant indexes (the first
+    // byte of the encoding) of every earlier message stay as they were: 13-16.
+    /// Type 23: who holds this blob (see [`crate::blob`]).
+    BlobWant(crate::blob::BlobWant),
+    /// Type 24: a holder's layout of a blob (see [`crate::blob`]).
+    BlobHave(crate::blob::BlobHave),
+    /// Type 25: pieces wanted (see [`crate::blob`]).
+    BlobRequest(crate::blob::BlobRequest),
+    /// Type 26: one piece (see [`crate::blob`]).
+    BlobPiece(crate::blob::BlobPiece),
 }
 
 /// An application's own message: a `kind` chosen by the application (the transport routes it
@@ -182,6 +208,10 @@ impl Message {
             Message::TreeNotes(_) => PacketType::TreeNotes,
             Message::TreeBatch(_) => PacketType::TreeBatch,
             Message::Application(_) => PacketType::Application,
+            Message::BlobWant(_) => PacketType::BlobWant,
+            Message::BlobHave(_) => PacketType::BlobHave,
+            Message::BlobRequest(_) => PacketType::BlobRequest,
+            Message::BlobPiece(_) => PacketType::BlobPiece,
         }
     }
 
@@ -206,6 +236,10 @@ impl Message {
                 Message::Application(m) => {
                     wire_bound::HOP + wire_bound::LENGTH_PREFIX + m.payload.len()
                 }
+                Message::BlobWant(_) => crate::blob::WANT_BOUND,
+                Message::BlobHave(_) => crate::blob::HAVE_BOUND,
+                Message::BlobRequest(r) => crate::blob::request_bound(r.pieces.len()),
+                Message::BlobPiece(p) => crate::blob::piece_bound(p.data.len()),
             }
     }
 }

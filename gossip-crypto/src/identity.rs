@@ -151,6 +151,41 @@ pub fn sha256(data: &[u8]) -> [u8; HASH_LEN] {
     Sha256::digest(data).into()
 }
 
+/// SHA-256 over data given in parts (for example the chunks of a blob read one page at a
+/// time): the same digest as [`sha256`] of the concatenation.
+///
+/// ```
+/// let mut hasher = gossip_crypto::Sha256Hasher::new();
+/// hasher.update(b"a");
+/// hasher.update(b"bc");
+/// assert_eq!(hasher.finalize(), gossip_crypto::sha256(b"abc"));
+/// ```
+#[derive(Clone, Default)]
+pub struct Sha256Hasher(Sha256);
+
+impl fmt::Debug for Sha256Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sha256Hasher")
+    }
+}
+
+impl Sha256Hasher {
+    /// A hasher over no data yet.
+    pub fn new() -> Sha256Hasher {
+        Sha256Hasher(Sha256::new())
+    }
+
+    /// Appends `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The digest of everything appended.
+    pub fn finalize(self) -> [u8; HASH_LEN] {
+        self.0.finalize().into()
+    }
+}
+
 /// Lowercase hex of `bytes`, for `Debug` output of public values.
 fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -72,7 +72,9 @@ use std::fmt;
 
 pub mod identity;
 
-pub use identity::{HASH_LEN, Identity, PUBLIC_KEY_LEN, SEED_LEN, SIGNATURE_LEN, sha256, verify};
+pub use identity::{
+    HASH_LEN, Identity, PUBLIC_KEY_LEN, SEED_LEN, SIGNATURE_LEN, Sha256Hasher, sha256, verify,
+};
 pub use zeroize::Zeroizing;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};

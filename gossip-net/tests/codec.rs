@@ -399,6 +399,50 @@ fn arb_gossip() -> impl Strategy<Value = Gossip> {
         })
 }
 
+fn arb_piece_index() -> impl Strategy<Value = gossip_core::blob::PieceIndex> {
+    (any::<u8>(), any::<u32>())
+        .prop_map(|(level, index)| gossip_core::blob::PieceIndex { level, index })
+}
+
+fn arb_blob_message() -> impl Strategy<Value = Message> {
+    use gossip_core::blob::{BlobHave, BlobId, BlobMeta, BlobPiece, BlobRequest, BlobWant};
+    prop_oneof![
+        any::<[u8; 32]>().prop_map(|b| Message::BlobWant(BlobWant { blob: BlobId(b) })),
+        (
+            any::<[u8; 32]>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<[u8; 32]>()
+        )
+            .prop_map(|(b, size, chunk_size, root)| Message::BlobHave(BlobHave {
+                blob: BlobId(b),
+                meta: BlobMeta {
+                    size,
+                    chunk_size,
+                    root,
+                },
+            })),
+        (
+            any::<[u8; 32]>(),
+            proptest::collection::vec(arb_piece_index(), 0..300)
+        )
+            .prop_map(|(b, pieces)| Message::BlobRequest(BlobRequest {
+                blob: BlobId(b),
+                pieces,
+            })),
+        (
+            any::<[u8; 32]>(),
+            arb_piece_index(),
+            proptest::collection::vec(any::<u8>(), 0..2000)
+        )
+            .prop_map(|(b, piece, data)| Message::BlobPiece(BlobPiece {
+                blob: BlobId(b),
+                piece,
+                data: Bytes::from(data),
+            })),
+    ]
+}
+
 fn arb_message() -> impl Strategy<Value = Message> {
     let ids = proptest::collection::vec(any::<[u8; 16]>().prop_map(MessageId), 0..80);
     prop_oneof![
@@ -407,6 +451,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
         ids.clone().prop_map(|ids| Message::PullSync { ids }),
         ids.prop_map(|ids| Message::PullRequest { ids }),
         arb_gossip().prop_map(Message::PullResponse),
+        arb_blob_message(),
     ]
 }
 
@@ -422,7 +467,7 @@ proptest! {
     /// A plaintext node reaches the envelope decoder with attacker-chosen bytes: it must
     /// reject them without panicking or allocating past the limit.
     #[test]
-    fn arbitrary_plaintext_envelopes_never_panic(kind in 1u8..=5, body in proptest::collection::vec(any::<u8>(), 0..1392)) {
+    fn arbitrary_plaintext_envelopes_never_panic(kind in prop_oneof![1u8..=5, 23u8..=26], body in proptest::collection::vec(any::<u8>(), 0..1392)) {
         let mut datagram = vec![1, kind, 0, 0];
         datagram.extend_from_slice(&(body.len() as u32).to_be_bytes());
         datagram.extend_from_slice(&body);

@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use gossip_core::blob::{BlobHave, BlobId, BlobMeta, BlobPiece, BlobRequest, BlobWant, PieceIndex};
 use gossip_core::feed::{self, FeedId, FeedMessage, MessageHash};
 use gossip_core::flow::{FlowAdvert, FlowConfig, FlowControl};
 use gossip_core::membership::{self, CyclonConfig, Descriptor, Shuffle, ShuffleReply};
@@ -39,7 +40,7 @@ use gossip_net::{
 };
 
 /// Every vector the document must contain.
-const EXPECTED: [&str; 14] = [
+const EXPECTED: [&str; 18] = [
     "push_ack_plaintext",
     "pull_sync_plaintext",
     "push_message_aes256gcm",
@@ -54,6 +55,10 @@ const EXPECTED: [&str; 14] = [
     "tree_batch_plaintext",
     "feed_message_kat",
     "feed_message_kat_second",
+    "blob_want_plaintext",
+    "blob_have_plaintext",
+    "blob_request_plaintext",
+    "blob_piece_aes256gcm",
 ];
 
 /// Fields of a message vector that are not fields of the message.
@@ -291,6 +296,13 @@ fn feed_message(v: &Vector, p: &str) -> FeedMessage {
     }
 }
 
+fn piece_index(v: &Vector, p: &str) -> PieceIndex {
+    PieceIndex {
+        level: num(v, &format!("{p}.level")),
+        index: num(v, &format!("{p}.index")),
+    }
+}
+
 /// The envelope a vector states, built from its input fields (not from its hex).
 fn stated_envelope(vector: &Vector) -> Envelope {
     let v = vector;
@@ -328,6 +340,26 @@ fn stated_envelope(vector: &Vector) -> Envelope {
         }),
         "TreeBatch" => Message::TreeBatch(FeedBatch {
             messages: items(v, "messages", feed_message),
+        }),
+        "BlobWant" => Message::BlobWant(BlobWant {
+            blob: BlobId(array(field(v, "blob"))),
+        }),
+        "BlobHave" => Message::BlobHave(BlobHave {
+            blob: BlobId(array(field(v, "blob"))),
+            meta: BlobMeta {
+                size: num(v, "size"),
+                chunk_size: num(v, "chunk_size"),
+                root: array(field(v, "root")),
+            },
+        }),
+        "BlobRequest" => Message::BlobRequest(BlobRequest {
+            blob: BlobId(array(field(v, "blob"))),
+            pieces: items(v, "pieces", piece_index),
+        }),
+        "BlobPiece" => Message::BlobPiece(BlobPiece {
+            blob: BlobId(array(field(v, "blob"))),
+            piece: piece_index(v, "piece"),
+            data: Bytes::from(from_hex(field(v, "data"))),
         }),
         other => panic!("unknown message {other}"),
     };
@@ -510,6 +542,32 @@ fn message_fields(message: &Message) -> (&'static str, Fields) {
             f.text("kind".into(), app.kind);
             f.hex("payload".into(), &app.payload);
             "Application"
+        }
+        Message::BlobWant(w) => {
+            f.hex("blob".into(), &w.blob.0);
+            "BlobWant"
+        }
+        Message::BlobHave(h) => {
+            f.hex("blob".into(), &h.blob.0);
+            f.text("size".into(), h.meta.size);
+            f.text("chunk_size".into(), h.meta.chunk_size);
+            f.hex("root".into(), &h.meta.root);
+            "BlobHave"
+        }
+        Message::BlobRequest(r) => {
+            f.hex("blob".into(), &r.blob.0);
+            for (i, p) in r.pieces.iter().enumerate() {
+                f.text(format!("pieces[{i}].level"), p.level);
+                f.text(format!("pieces[{i}].index"), p.index);
+            }
+            "BlobRequest"
+        }
+        Message::BlobPiece(p) => {
+            f.hex("blob".into(), &p.blob.0);
+            f.text("piece.level".into(), p.piece.level);
+            f.text("piece.index".into(), p.piece.index);
+            f.hex("data".into(), &p.data);
+            "BlobPiece"
         }
     };
     (name, f)
@@ -801,6 +859,71 @@ fn tree_notes_plaintext_vector() {
 }
 
 #[test]
+fn blob_plaintext_vectors() {
+    check_plaintext("blob_want_plaintext");
+    check_plaintext("blob_have_plaintext");
+    check_plaintext("blob_request_plaintext");
+}
+
+#[test]
+fn blob_piece_encrypted_vector() {
+    check_encrypted("blob_piece_aes256gcm");
+}
+
+/// The blob sizes of section 6.7: a full 1,248-byte chunk fits a 1,400-byte encrypted
+/// datagram with its framing, and so do 213 piece indexes in one request.
+#[test]
+fn stated_blob_budget() {
+    use gossip_core::blob;
+    assert_eq!(blob::chunk_size_for(1_364), 1_248);
+    assert_eq!(blob::PIECE_OVERHEAD, 90);
+    assert_eq!(blob::pieces_per_request(1_364), 213);
+    let keyring = Arc::new(Keyring::new(Key::from_bytes([7; 32])));
+    let mut codec = PacketCodec::new(Security::Encrypted(keyring), 1400).unwrap();
+    let piece = |len: usize| Envelope {
+        sender: NodeId([1; 32]),
+        epoch: u64::MAX,
+        counter: u64::MAX,
+        message: Message::BlobPiece(BlobPiece {
+            blob: BlobId([2; 32]),
+            piece: PieceIndex {
+                level: 255,
+                index: u32::MAX,
+            },
+            data: Bytes::from(vec![0; len]),
+        }),
+    };
+    assert!(piece(1_248).encoded_len_bound() <= 1_364);
+    assert_eq!(wire::encoded_len(&piece(1_248)).unwrap(), 1_338);
+    assert!(
+        codec
+            .encode_datagram(&piece(1_248), &mut BytesMut::new())
+            .is_ok()
+    );
+    let request = Envelope {
+        sender: NodeId([1; 32]),
+        epoch: u64::MAX,
+        counter: u64::MAX,
+        message: Message::BlobRequest(BlobRequest {
+            blob: BlobId([2; 32]),
+            pieces: vec![
+                PieceIndex {
+                    level: 255,
+                    index: u32::MAX,
+                };
+                213
+            ],
+        }),
+    };
+    assert!(request.encoded_len_bound() <= 1_364);
+    assert!(
+        codec
+            .encode_datagram(&request, &mut BytesMut::new())
+            .is_ok()
+    );
+}
+
+#[test]
 fn tree_batch_plaintext_vector() {
     check_plaintext("tree_batch_plaintext");
 }
@@ -1053,11 +1176,31 @@ fn one_of_each() -> Vec<Message> {
             kind: 0x7001,
             payload: Bytes::from_static(b"ping 1"),
         }),
+        Message::BlobWant(BlobWant {
+            blob: BlobId([5; 32]),
+        }),
+        Message::BlobHave(BlobHave {
+            blob: BlobId([5; 32]),
+            meta: BlobMeta {
+                size: 0,
+                chunk_size: 1_280,
+                root: [6; 32],
+            },
+        }),
+        Message::BlobRequest(BlobRequest {
+            blob: BlobId([5; 32]),
+            pieces: vec![],
+        }),
+        Message::BlobPiece(BlobPiece {
+            blob: BlobId([5; 32]),
+            piece: PieceIndex { level: 0, index: 0 },
+            data: Bytes::new(),
+        }),
     ]
 }
 
 /// The table of section 5.2: variant index, packet type byte, name.
-const VARIANTS: [(u8, u8, &str); 13] = [
+const VARIANTS: [(u8, u8, &str); 17] = [
     (0, 1, "PushMessage"),
     (1, 2, "PushAck"),
     (2, 3, "PullSync"),
@@ -1071,6 +1214,10 @@ const VARIANTS: [(u8, u8, &str); 13] = [
     (10, 21, "TreeNotes"),
     (11, 22, "TreeBatch"),
     (12, 64, "Application"),
+    (13, 23, "BlobWant"),
+    (14, 24, "BlobHave"),
+    (15, 25, "BlobRequest"),
+    (16, 26, "BlobPiece"),
 ];
 
 #[test]
@@ -1125,7 +1272,9 @@ fn stated_packet_types_and_variant_indexes() {
     );
     // Every assigned type byte, and no other.
     let assigned: Vec<u8> = PacketType::ALL.iter().map(|t| t.to_byte()).collect();
-    assert_eq!(assigned, VARIANTS.map(|(_, t, _)| t));
+    let mut by_type = VARIANTS.map(|(_, t, _)| t);
+    by_type.sort_unstable();
+    assert_eq!(assigned, by_type);
     for byte in 0..=255u8 {
         assert_eq!(
             PacketType::from_byte(byte).is_some(),
@@ -1142,7 +1291,7 @@ fn stated_packet_types_and_variant_indexes() {
         codec.decode_datagram(&mut datagram.clone()),
         Err(DropReason::TypeMismatch)
     );
-    for unassigned in [0u8, 6, 15, 23, 63, 65, 255] {
+    for unassigned in [0u8, 6, 15, 27, 63, 65, 255] {
         datagram[1] = unassigned;
         assert_eq!(
             codec.decode_datagram(&mut datagram.clone()),
@@ -1458,9 +1607,9 @@ fn stated_varint_forms() {
     ));
     bytes.splice(97..100, [252, 5, 0, 0, 0]);
     assert!(wire::decode_envelope(&bytes).is_err());
-    // Variant index 13 (the first unassigned) and the marker bytes 254/255 are refused.
+    // Variant index 17 (the first unassigned) and the marker bytes 254/255 are refused.
     let mut bytes = encode_envelope(&push_ack());
-    for bad in [13u8, 254, 255] {
+    for bad in [17u8, 254, 255] {
         let mut b = bytes.clone();
         b[H] = bad;
         assert!(wire::decode_envelope(&b).is_err(), "variant byte {bad}");
@@ -1916,6 +2065,74 @@ fn vector_inputs() -> Vec<(&'static str, Mode, Envelope)> {
             counter: 1_000,
             message: Message::TreeBatch(FeedBatch {
                 messages: vec![first, second],
+            }),
+        },
+    ));
+    let blob = BlobId(array(&to_hex(&seq(0x30, 32))));
+    out.push((
+        "blob_want_plaintext",
+        Mode::Plaintext,
+        Envelope {
+            sender,
+            epoch: DOC_EPOCH,
+            counter: 7,
+            message: Message::BlobWant(BlobWant { blob }),
+        },
+    ));
+    out.push((
+        "blob_have_plaintext",
+        Mode::Plaintext,
+        Envelope {
+            sender: node(0x40),
+            epoch: DOC_EPOCH,
+            counter: 7,
+            message: Message::BlobHave(BlobHave {
+                blob,
+                meta: BlobMeta {
+                    size: 10 << 20,
+                    chunk_size: 1_280,
+                    root: array(&to_hex(&seq(0x70, 32))),
+                },
+            }),
+        },
+    ));
+    out.push((
+        "blob_request_plaintext",
+        Mode::Plaintext,
+        Envelope {
+            sender,
+            epoch: DOC_EPOCH,
+            counter: 7,
+            message: Message::BlobRequest(BlobRequest {
+                blob,
+                pieces: vec![
+                    PieceIndex { level: 3, index: 0 },
+                    PieceIndex {
+                        level: 0,
+                        index: 250,
+                    },
+                    PieceIndex {
+                        level: 0,
+                        index: 8_191,
+                    },
+                ],
+            }),
+        },
+    ));
+    out.push((
+        "blob_piece_aes256gcm",
+        Mode::Aes(Key::from_slice(&seq(0x00, 32)).unwrap(), nonce(0x50)),
+        Envelope {
+            sender: node(0x40),
+            epoch: DOC_EPOCH,
+            counter: 7,
+            message: Message::BlobPiece(BlobPiece {
+                blob,
+                piece: PieceIndex {
+                    level: 0,
+                    index: 8_191,
+                },
+                data: Bytes::from_static(b"the last chunk of a blob"),
             }),
         },
     ));

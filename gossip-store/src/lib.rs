@@ -26,6 +26,9 @@
 //!   ([`FeedMessage::encode_signed`]). An append must extend the chain (sequence = latest + 1,
 //!   previous = latest id) and is durable when it returns, so a message is never acknowledged
 //!   to its publisher or forwarded to a peer before it would survive a crash.
+//! - [`BlobStore`] keeps blobs (large objects named by their SHA-256, `gossip_core::blob`) by
+//!   piece, with a byte limit; [`evict_blobs`] removes those no followed feed references and
+//!   that are not pinned (see the `blobs` module docs for the reference convention).
 //! - [`PeerClocks`] keeps, per peer, the last vector clock exchanged with it (Secure
 //!   Scuttlebutt's handshake sends only the feeds that changed since), as bytes whose
 //!   encoding belongs to the protocol.
@@ -68,13 +71,20 @@
 use gossip_core::NodeId;
 use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
 
+mod blobs;
 mod encoding;
 mod memory;
 pub mod own_state;
 mod redb_store;
+mod shared;
 
+pub use blobs::{
+    AddBlobError, BlobRecord, BlobStore, DEFAULT_BLOB_LIMIT, RECORD_LEN, add_blob, blob_hash,
+    evict_blobs, piece_key, read_blob, referenced_blobs,
+};
 pub use memory::MemoryStore;
 pub use own_state::{OWN_GENERATION_TABLE, OWN_STATE_TABLE, OwnEntry};
+pub use shared::SharedStore;
 
 /// Entry points for the fuzz targets of the repository's `fuzz/` crate, compiled only with
 /// `--cfg fuzzing` (set by `cargo fuzz`); not part of the public API. A store file is local,
@@ -153,6 +163,15 @@ pub enum StoreError {
         len: usize,
         /// [`MAX_CLOCK_LEN`].
         max: usize,
+    },
+    /// [`BlobStore::put_pieces`] refused a write after which the stored blob bytes would be
+    /// `needed`, over the store's `limit`. Nothing changed; [`evict_blobs`] makes room.
+    #[error("blob store full: {needed} bytes needed, the limit is {limit}")]
+    BlobsFull {
+        /// Bytes stored after the write.
+        needed: u64,
+        /// [`BlobStore::blob_limit`].
+        limit: u64,
     },
     /// Stored bytes do not decode (a damaged or foreign database). Nothing changed; the
     /// store's content needs repair.
@@ -451,8 +470,8 @@ fn check_clock(clock: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Everything a node persists: generic tables, the feed log and peer clocks. Implemented by
-/// every type that implements the three traits ([`MemoryStore`], `RedbStore`).
-pub trait NodeStore: Store + FeedLog + PeerClocks {}
+/// Everything a node persists: generic tables, the feed log, peer clocks and blobs.
+/// Implemented by every type that implements the four traits ([`MemoryStore`], `RedbStore`).
+pub trait NodeStore: Store + FeedLog + PeerClocks + BlobStore {}
 
-impl<T: Store + FeedLog + PeerClocks> NodeStore for T {}
+impl<T: Store + FeedLog + PeerClocks + BlobStore> NodeStore for T {}

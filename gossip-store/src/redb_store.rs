@@ -3,7 +3,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use gossip_core::NodeId;
+use gossip_core::blob::{BlobId, BlobMeta, PieceIndex};
 use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
 use redb::backends::InMemoryBackend;
 use redb::{
@@ -11,12 +13,14 @@ use redb::{
     TableError, WriteTransaction,
 };
 
+use crate::blobs::check_room;
 use crate::encoding::{
     LOG_KEY_LEN, clock_key, decode_head, decode_id, decode_message, encode_head, encode_message,
     log_key,
 };
 use crate::{
-    Entry, FeedLog, PeerClocks, Store, StoreError, check_append, check_clock, validate_table,
+    BlobRecord, BlobStore, DEFAULT_BLOB_LIMIT, Entry, FeedLog, PeerClocks, Store, StoreError,
+    check_append, check_clock, piece_key, validate_table,
 };
 
 /// Every message: [`log_key`] → canonical signed encoding.
@@ -28,6 +32,11 @@ pub(crate) const FEED_HEADS: TableDefinition<'static, &[u8], &[u8]> =
 /// Peer clocks: node id → clock bytes.
 const PEER_CLOCKS: TableDefinition<'static, &[u8], &[u8]> =
     TableDefinition::new("gossip/peer_clocks");
+/// Blob pieces: [`piece_key`] (blob id ‖ level ‖ index BE) → bytes.
+const BLOB_PIECES: TableDefinition<'static, &[u8], &[u8]> =
+    TableDefinition::new("gossip/blob_pieces");
+/// Blob records: blob id → [`BlobRecord::encode`].
+const BLOB_RECORDS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("gossip/blobs");
 /// Prefix of the redb table holding [`Store`] table `name`, so user tables never meet the
 /// internal ones.
 const STORE_TABLE_PREFIX: &str = "store/";
@@ -68,6 +77,8 @@ pub struct RedbStore {
     db: Database,
     /// The database file; `None` in memory.
     path: Option<PathBuf>,
+    /// [`BlobStore::blob_limit`] (not persisted: a setting of the node that opens the file).
+    blob_limit: u64,
 }
 
 impl fmt::Debug for RedbStore {
@@ -123,9 +134,13 @@ impl RedbStore {
 
     /// Creates the internal tables, so that reads never meet a missing one.
     fn init(db: Database, path: Option<PathBuf>) -> Result<RedbStore, StoreError> {
-        let store = RedbStore { db, path };
+        let store = RedbStore {
+            db,
+            path,
+            blob_limit: DEFAULT_BLOB_LIMIT,
+        };
         store.write(|txn| {
-            for table in [FEED_LOG, FEED_HEADS, PEER_CLOCKS] {
+            for table in [FEED_LOG, FEED_HEADS, PEER_CLOCKS, BLOB_PIECES, BLOB_RECORDS] {
                 txn.open_table(table).map_err(backend)?;
             }
             Ok(((), true))
@@ -393,5 +408,208 @@ impl PeerClocks for RedbStore {
             out.push(NodeId(decode_id(key.value())?));
         }
         Ok(out)
+    }
+}
+
+fn blob_record_from(bytes: &[u8]) -> Result<BlobRecord, StoreError> {
+    BlobRecord::decode(bytes)
+}
+
+impl RedbStore {
+    fn all_blob_records(
+        table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    ) -> Result<Vec<(BlobId, BlobRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in table.iter().map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            let id: [u8; 32] = k
+                .value()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("blob id".into()))?;
+            out.push((BlobId(id), blob_record_from(v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn update_record(
+        &self,
+        blob: BlobId,
+        change: impl FnOnce(&mut BlobRecord),
+    ) -> Result<bool, StoreError> {
+        self.write(|txn| {
+            let mut records = txn.open_table(BLOB_RECORDS).map_err(backend)?;
+            let current = records
+                .get(&blob.0[..])
+                .map_err(backend)?
+                .map(|v| blob_record_from(v.value()))
+                .transpose()?;
+            let Some(mut record) = current else {
+                return Ok((false, false));
+            };
+            change(&mut record);
+            records
+                .insert(&blob.0[..], &record.encode()[..])
+                .map_err(backend)?;
+            Ok((true, true))
+        })
+    }
+}
+
+impl BlobStore for RedbStore {
+    fn put_pieces(
+        &mut self,
+        blob: BlobId,
+        meta: BlobMeta,
+        pieces: &[(PieceIndex, Bytes)],
+    ) -> Result<(), StoreError> {
+        let limit = self.blob_limit;
+        self.write(|txn| {
+            let mut records = txn.open_table(BLOB_RECORDS).map_err(backend)?;
+            let all = RedbStore::all_blob_records(&records)?;
+            let total: u64 = all.iter().map(|(_, r)| r.bytes).sum();
+            let mut record = match all.iter().find(|(id, _)| *id == blob) {
+                Some((_, r)) => *r,
+                None => BlobRecord {
+                    meta,
+                    complete: false,
+                    pinned: false,
+                    bytes: 0,
+                    seq: all.iter().map(|(_, r)| r.seq + 1).max().unwrap_or(0),
+                },
+            };
+            let mut table = txn.open_table(BLOB_PIECES).map_err(backend)?;
+            let mut added: i128 = 0;
+            for (piece, data) in pieces {
+                let key = piece_key(blob, *piece);
+                let old = table
+                    .insert(&key[..], &data[..])
+                    .map_err(backend)?
+                    .map_or(0, |v| v.value().len());
+                added += data.len() as i128 - old as i128;
+            }
+            // The insertions are aborted with the transaction if the limit refuses them.
+            check_room(
+                total,
+                u64::try_from(added.max(0)).unwrap_or(u64::MAX),
+                limit,
+            )?;
+            record.bytes = u64::try_from((i128::from(record.bytes) + added).max(0)).unwrap_or(0);
+            records
+                .insert(&blob.0[..], &record.encode()[..])
+                .map_err(backend)?;
+            Ok(((), true))
+        })
+    }
+
+    fn piece(&self, blob: BlobId, piece: PieceIndex) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(BLOB_PIECES).map_err(backend)?;
+        let value = table.get(&piece_key(blob, piece)[..]).map_err(backend)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn pieces(
+        &self,
+        blob: BlobId,
+        level: u8,
+        from_index: u32,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(BLOB_PIECES).map_err(backend)?;
+        let start = piece_key(
+            blob,
+            PieceIndex {
+                level,
+                index: from_index,
+            },
+        );
+        let end = piece_key(
+            blob,
+            PieceIndex {
+                level,
+                index: u32::MAX,
+            },
+        );
+        let mut out = Vec::new();
+        let mut next = from_index;
+        for item in table
+            .range::<&[u8]>(&start[..]..=&end[..])
+            .map_err(backend)?
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(backend)?;
+            let key = k.value();
+            let mut index = [0u8; 4];
+            index.copy_from_slice(&key[33..37]);
+            if u32::from_be_bytes(index) != next {
+                break;
+            }
+            out.push(v.value().to_vec());
+            next = next.saturating_add(1);
+        }
+        Ok(out)
+    }
+
+    fn blob(&self, blob: BlobId) -> Result<Option<BlobRecord>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(BLOB_RECORDS).map_err(backend)?;
+        let value = table.get(&blob.0[..]).map_err(backend)?;
+        value.map(|v| blob_record_from(v.value())).transpose()
+    }
+
+    fn mark_complete(&mut self, blob: BlobId) -> Result<bool, StoreError> {
+        self.update_record(blob, |r| r.complete = true)
+    }
+
+    fn set_pinned(&mut self, blob: BlobId, pinned: bool) -> Result<bool, StoreError> {
+        self.update_record(blob, |r| r.pinned = pinned)
+    }
+
+    fn blobs(&self) -> Result<Vec<(BlobId, BlobRecord)>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(BLOB_RECORDS).map_err(backend)?;
+        RedbStore::all_blob_records(&table)
+    }
+
+    fn remove_blob(&mut self, blob: BlobId) -> Result<u64, StoreError> {
+        self.write(|txn| {
+            let mut records = txn.open_table(BLOB_RECORDS).map_err(backend)?;
+            let removed = records
+                .remove(&blob.0[..])
+                .map_err(backend)?
+                .map(|v| blob_record_from(v.value()))
+                .transpose()?;
+            let Some(record) = removed else {
+                return Ok((0, false));
+            };
+            let mut table = txn.open_table(BLOB_PIECES).map_err(backend)?;
+            let start = piece_key(blob, PieceIndex { level: 0, index: 0 });
+            let end = piece_key(
+                blob,
+                PieceIndex {
+                    level: u8::MAX,
+                    index: u32::MAX,
+                },
+            );
+            table
+                .retain_in::<&[u8], _>(&start[..]..=&end[..], |_, _| false)
+                .map_err(backend)?;
+            Ok((record.bytes, true))
+        })
+    }
+
+    fn blob_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.blobs()?.iter().map(|(_, r)| r.bytes).sum())
+    }
+
+    fn blob_limit(&self) -> u64 {
+        self.blob_limit
+    }
+
+    fn set_blob_limit(&mut self, bytes: u64) {
+        self.blob_limit = bytes;
     }
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod blobs;
 mod feed_log;
 mod memory;
 mod redb;

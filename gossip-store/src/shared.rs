@@ -1,17 +1,20 @@
 //! [`SharedStore`]: one [`NodeStore`] used by a node and read by the program that runs it.
 //!
-//! The node builder takes its store by value and serves it on a thread of its own; the node
-//! handle offers the messages of a feed (`NodeHandle::feed`) but not the feed's head. The
-//! `gossip-node` program needs the head to answer `log` and `verify-log` up to the current
-//! end of a feed, so it gives the node a `SharedStore` and keeps a clone: every call locks
-//! one mutex around the real store, so the node's appends and the program's reads are
-//! serialised and each read sees only complete appends.
+//! A node takes its store by value and serves it on a thread of its own. A program that also
+//! wants to read the store while the node runs (the `gossip-node` example answers `log` and
+//! `verify-log` up to a feed's current head), or a test that restarts a node on the store
+//! the previous run left (as a database file outlives a process), gives the node a
+//! `SharedStore` and keeps a clone: every call locks one mutex around the real store, so the
+//! node's writes and the program's reads are serialised and each read sees only complete
+//! writes.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use gossip_actors::core::NodeId;
-use gossip_actors::core::feed::{FeedId, FeedMessage, MessageHash};
-use gossip_actors::storage::{Entry, FeedLog, NodeStore, PeerClocks, Store, StoreError};
+use gossip_core::NodeId;
+use gossip_core::blob::{BlobId, BlobMeta, PieceIndex};
+use gossip_core::feed::{FeedId, FeedMessage, MessageHash};
+
+use crate::{BlobRecord, BlobStore, Entry, FeedLog, NodeStore, PeerClocks, Store, StoreError};
 
 /// A [`NodeStore`] behind an `Arc<Mutex<..>>`; clones share the same store.
 #[derive(Clone)]
@@ -119,12 +122,70 @@ impl PeerClocks for SharedStore {
     }
 }
 
+impl BlobStore for SharedStore {
+    fn put_pieces(
+        &mut self,
+        blob: BlobId,
+        meta: BlobMeta,
+        pieces: &[(PieceIndex, bytes::Bytes)],
+    ) -> Result<(), StoreError> {
+        self.lock().put_pieces(blob, meta, pieces)
+    }
+
+    fn piece(&self, blob: BlobId, piece: PieceIndex) -> Result<Option<Vec<u8>>, StoreError> {
+        self.lock().piece(blob, piece)
+    }
+
+    fn pieces(
+        &self,
+        blob: BlobId,
+        level: u8,
+        from_index: u32,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.lock().pieces(blob, level, from_index, limit)
+    }
+
+    fn blob(&self, blob: BlobId) -> Result<Option<BlobRecord>, StoreError> {
+        self.lock().blob(blob)
+    }
+
+    fn mark_complete(&mut self, blob: BlobId) -> Result<bool, StoreError> {
+        self.lock().mark_complete(blob)
+    }
+
+    fn set_pinned(&mut self, blob: BlobId, pinned: bool) -> Result<bool, StoreError> {
+        self.lock().set_pinned(blob, pinned)
+    }
+
+    fn blobs(&self) -> Result<Vec<(BlobId, BlobRecord)>, StoreError> {
+        self.lock().blobs()
+    }
+
+    fn remove_blob(&mut self, blob: BlobId) -> Result<u64, StoreError> {
+        self.lock().remove_blob(blob)
+    }
+
+    fn blob_bytes(&self) -> Result<u64, StoreError> {
+        self.lock().blob_bytes()
+    }
+
+    fn blob_limit(&self) -> u64 {
+        self.lock().blob_limit()
+    }
+
+    fn set_blob_limit(&mut self, bytes: u64) {
+        self.lock().set_blob_limit(bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use gossip_actors::crypto::Identity;
-    use gossip_actors::storage::MemoryStore;
+    use gossip_crypto::Identity;
+
+    use crate::MemoryStore;
 
     #[test]
     fn clones_share_one_store() {
