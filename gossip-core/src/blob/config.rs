@@ -227,7 +227,7 @@ mod tests {
                     max_envelope_len: 100,
                     ..ok.clone()
                 },
-                "max_envelope_len is 100 but must be at least 138",
+                "max_envelope_len is 100 but must be at least 154",
             ),
             (
                 BlobConfig {

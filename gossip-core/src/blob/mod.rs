@@ -471,9 +471,10 @@ struct Fetch {
 /// use gossip_core::blob::{BlobConfig, BlobId, Blobs, build};
 /// use rand::SeedableRng;
 ///
-/// let bytes = Bytes::from(vec![7u8; 5_000]);
+/// let bytes = Bytes::from(vec![7u8; 4 * 1_248]);
 /// let built = build(&bytes, BlobConfig::default().chunk_size())?;
 /// assert_eq!(built.id, BlobId::of(&bytes));
+/// assert_eq!(BlobConfig::default().chunk_size(), 1_248); // at a 1,400-byte datagram
 /// assert_eq!(built.pieces.len(), 4 + 1); // four chunks and one page
 ///
 /// let now = Instant::now();

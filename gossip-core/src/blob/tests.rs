@@ -12,6 +12,12 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::test_util::epoch;
 
+/// The chunk size of the default configuration (a 1,400-byte datagram), which the scenarios'
+/// cores use.
+fn chunk() -> u32 {
+    BlobConfig::default().chunk_size()
+}
+
 fn bytes_of(len: usize, seed: u64) -> Bytes {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut v = vec![0u8; len];
@@ -354,7 +360,7 @@ fn all_complete(sim: &Sim, blob: BlobId) -> bool {
 fn nine_nodes_fetch_from_one_and_every_copy_hashes_equal() {
     let mut sim = Sim::new(10, BlobConfig::default(), 1);
     let bytes = bytes_of(1 << 20, 7);
-    let blob = sim.nodes[0].store.add(&bytes, 1_280);
+    let blob = sim.nodes[0].store.add(&bytes, chunk());
     for i in 1..10 {
         assert!(sim.nodes[i].core.fetch(sim.now, blob).unwrap());
     }
@@ -383,7 +389,7 @@ fn fetch_completes_with_twenty_percent_loss() {
     let mut sim = Sim::new(4, BlobConfig::default(), 2);
     sim.loss = 0.2;
     let bytes = bytes_of(300_000, 9);
-    let blob = sim.nodes[0].store.add(&bytes, 1_280);
+    let blob = sim.nodes[0].store.add(&bytes, chunk());
     for i in 1..4 {
         sim.nodes[i].core.fetch(sim.now, blob).unwrap();
     }
@@ -400,8 +406,8 @@ fn fetch_completes_with_twenty_percent_loss() {
 fn a_corrupting_peer_is_detected_counted_and_avoided() {
     let mut sim = Sim::new(3, BlobConfig::default(), 3);
     let bytes = bytes_of(200_000, 11);
-    let blob = sim.nodes[0].store.add(&bytes, 1_280);
-    sim.nodes[1].store.add(&bytes, 1_280);
+    let blob = sim.nodes[0].store.add(&bytes, chunk());
+    sim.nodes[1].store.add(&bytes, chunk());
     sim.nodes[1].serve = Serve::Corrupt;
     let bad = sim.nodes[1].id;
     sim.nodes[2].core.fetch(sim.now, blob).unwrap();
@@ -421,8 +427,8 @@ fn a_corrupting_peer_is_detected_counted_and_avoided() {
     assert!(fetcher.core.stats().pieces_corrupt <= u64::from(BlobConfig::default().max_window));
     // A later fetch does not even ask it.
     let other = bytes_of(5_000, 12);
-    let blob2 = sim.nodes[0].store.add(&other, 1_280);
-    sim.nodes[1].store.add(&other, 1_280);
+    let blob2 = sim.nodes[0].store.add(&other, chunk());
+    sim.nodes[1].store.add(&other, chunk());
     sim.nodes[2].core.fetch(sim.now, blob2).unwrap();
     assert!(sim.run_until(Duration::from_secs(10), |s| s.complete(2, blob2)));
     assert!(sim.nodes[2].core.sources(blob2).is_empty());
@@ -432,15 +438,22 @@ fn a_corrupting_peer_is_detected_counted_and_avoided() {
 fn without_an_honest_source_corrupt_pieces_never_complete_the_blob() {
     let mut sim = Sim::new(2, BlobConfig::default(), 4);
     let bytes = bytes_of(50_000, 13);
-    let blob = sim.nodes[0].store.add(&bytes, 1_280);
+    let blob = sim.nodes[0].store.add(&bytes, chunk());
     sim.nodes[0].serve = Serve::Corrupt;
     sim.nodes[1].core.fetch(sim.now, blob).unwrap();
     assert!(!sim.run_until(Duration::from_secs(2), |s| s.complete(1, blob)));
     let bad = sim.nodes[0].id;
     let counted = sim.nodes[1].core.corrupt_count(bad);
     // The pieces already in flight when the first one failed arrive corrupt too; no more
-    // are asked of it.
-    assert!((1..=BlobConfig::default().initial_window + 1).contains(&counted));
+    // are asked of it. The window grew by one for each page verified before the chunks were
+    // asked for (2 + 1 pages for 41 chunks of 1,248 bytes).
+    let layout = Layout::new(bytes.len() as u64, chunk()).unwrap();
+    let pages = u32::try_from(layout.total_pieces()).unwrap() - layout.count(0);
+    let in_flight = BlobConfig::default().initial_window + pages;
+    assert!(
+        (1..=in_flight + 1).contains(&counted),
+        "{counted} > {in_flight} + 1"
+    );
     assert!(sim.nodes[1].core.sources(blob).is_empty());
     assert!(!sim.run_until(Duration::from_secs(3), |s| s.complete(1, blob)));
     assert_eq!(sim.nodes[1].core.corrupt_count(bad), counted);
@@ -450,10 +463,10 @@ fn without_an_honest_source_corrupt_pieces_never_complete_the_blob() {
 fn a_false_layout_is_caught_by_the_blob_hash_and_its_source_banned() {
     let mut sim = Sim::new(3, BlobConfig::default(), 5);
     let bytes = bytes_of(30_000, 14);
-    let blob = sim.nodes[0].store.add(&bytes, 1_280);
+    let blob = sim.nodes[0].store.add(&bytes, chunk());
     // Node 1 claims other bytes (a consistent tree) under this blob's id.
     let lie = bytes_of(30_000, 15);
-    let built = build(&lie, 1_280).unwrap();
+    let built = build(&lie, chunk()).unwrap();
     for (piece, data) in built.pieces {
         sim.nodes[1].store.pieces.insert((blob, piece), data);
     }
@@ -484,9 +497,9 @@ fn held_pieces_never_exceed_the_bound_with_a_slow_store() {
     };
     let mut sim = Sim::new(5, config.clone(), 6);
     let bytes = bytes_of(400_000, 16);
-    let blob = sim.nodes[0].store.add(&bytes, 1_280);
+    let blob = sim.nodes[0].store.add(&bytes, chunk());
     for i in 1..4 {
-        sim.nodes[i].store.add(&bytes, 1_280);
+        sim.nodes[i].store.add(&bytes, chunk());
     }
     // Stores are slow: 20 ms per write, so verified pieces pile up unless the bound holds.
     sim.nodes[4].store_delay = Duration::from_millis(20);
@@ -515,7 +528,7 @@ fn windows_grow_and_are_capped_per_source() {
     let mut sim = Sim::new(2, config, 7);
     sim.latency = Duration::from_millis(5);
     let bytes = bytes_of(600_000, 17);
-    let blob = sim.nodes[0].store.add(&bytes, 1_280);
+    let blob = sim.nodes[0].store.add(&bytes, chunk());
     sim.nodes[1].core.fetch(sim.now, blob).unwrap();
     let mut max_window = 0;
     sim.run_until(Duration::from_secs(60), |s| {
@@ -598,7 +611,7 @@ fn a_fetch_without_holders_fails_after_the_stall_timeout() {
 fn a_limited_fetch_ignores_larger_blobs() {
     let mut sim = Sim::new(2, BlobConfig::default(), 9);
     let bytes = bytes_of(50_000, 18);
-    let blob = sim.nodes[0].store.add(&bytes, 1_280);
+    let blob = sim.nodes[0].store.add(&bytes, chunk());
     sim.nodes[1]
         .core
         .fetch_limited(sim.now, blob, 49_999)
@@ -617,7 +630,7 @@ fn a_limited_fetch_ignores_larger_blobs() {
 fn a_store_answer_of_an_earlier_attempt_is_ignored() {
     let mut sim = Sim::new(2, BlobConfig::default(), 10);
     let bytes = bytes_of(20_000, 19);
-    let blob = sim.nodes[0].store.add(&bytes, 1_280);
+    let blob = sim.nodes[0].store.add(&bytes, chunk());
     sim.nodes[1].store_delay = Duration::from_secs(100);
     sim.nodes[1].core.fetch(sim.now, blob).unwrap();
     sim.run_until(Duration::from_secs(1), |s| {
