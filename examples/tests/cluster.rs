@@ -10,20 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Waits for `child` to exit within `limit`, killing it otherwise.
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
+mod support;
+use support::wait_with_timeout;
 
 #[test]
 fn cluster_of_eight_delivers_two_hundred_messages_exactly_once() {

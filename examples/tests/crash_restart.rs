@@ -18,15 +18,18 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+
+mod support;
+use support::TempDir;
 
 /// Nodes in the cluster.
 const NODES: usize = 4;
@@ -39,37 +42,6 @@ const DOWN_STEPS: usize = 3;
 const KEYS: usize = 3;
 /// How long the cluster may take to hold everything after the last restart.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
-
-/// A fresh folder under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        for attempt in 0..64 {
-            let path = std::env::temp_dir().join(format!(
-                "gossip-test-{tag}-{}-{nanos}-{attempt}",
-                std::process::id()
-            ));
-            if std::fs::create_dir(&path).is_ok() {
-                return TempDir(path);
-            }
-        }
-        panic!("cannot create a temporary folder");
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// One running `gossip-node` and its JSON lines.
 struct NodeProcess {

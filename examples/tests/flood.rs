@@ -18,13 +18,13 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use gossip_actors::core::feed::FeedId;
@@ -41,6 +41,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
+mod support;
+use support::TempDir;
+
 /// Datagrams the flooder sends.
 const FLOOD: u64 = 100_000;
 /// Broadcasts each honest node makes while the flood runs.
@@ -51,37 +54,6 @@ const KEY: [u8; 32] = [0x3c; 32];
 const VICTIM_RATE: u32 = 200;
 /// The nodes' maximum datagram (gossip-node's default).
 const MAX_DATAGRAM: usize = 1_400;
-
-/// A fresh folder under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        for attempt in 0..64 {
-            let path = std::env::temp_dir().join(format!(
-                "gossip-test-{tag}-{}-{nanos}-{attempt}",
-                std::process::id()
-            ));
-            if std::fs::create_dir(&path).is_ok() {
-                return TempDir(path);
-            }
-        }
-        panic!("cannot create a temporary folder");
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// What the victim's reader thread extracts from its stdout: the honest deliveries (id,
 /// origin) and every other answer. Flood deliveries are only counted, not parsed.

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,6 +16,9 @@ use gossip_examples::config::{DEFAULT_BIND, DEFAULT_CLUSTER, DiscoveryKind, File
 use gossip_examples::node::NodeArgs;
 use serde_json::Value;
 
+mod support;
+use support::wait_with_timeout;
+
 const NODE: &str = env!("CARGO_BIN_EXE_gossip-node");
 
 /// A fresh directory for one test's files.
@@ -25,21 +28,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
-}
-
-/// Waits for `child` to exit within `limit`, killing it otherwise.
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
 }
 
 /// Runs `gossip-node` with `args` and no stdin; returns (status, stdout, stderr).

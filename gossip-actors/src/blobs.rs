@@ -20,7 +20,6 @@
 //! [`NodeEvent::BlobComplete`] and [`NodeEvent::BlobFailed`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -433,20 +432,7 @@ impl BlobActor {
     }
 }
 
-impl TimedShell for BlobActor {
-    fn timer_slot(&mut self) -> &mut Option<SpawnHandle> {
-        &mut self.timer
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.core.poll_timeout()
-    }
-
-    fn on_timeout(&mut self, now: Instant, ctx: &mut Context<Self>) {
-        self.core.handle_timeout(now);
-        self.drain(ctx);
-    }
-}
+crate::shell::timed_shell!(BlobActor);
 
 impl Actor for BlobActor {
     type Context = Context<Self>;

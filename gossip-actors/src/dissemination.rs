@@ -16,7 +16,6 @@
 //! counts it, as a lossy network would (pull-sync recovers).
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -265,20 +264,7 @@ impl DisseminationActor {
     }
 }
 
-impl TimedShell for DisseminationActor {
-    fn timer_slot(&mut self) -> &mut Option<SpawnHandle> {
-        &mut self.timer
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.core.poll_timeout()
-    }
-
-    fn on_timeout(&mut self, now: Instant, ctx: &mut Context<Self>) {
-        self.core.handle_timeout(now);
-        self.drain(ctx);
-    }
-}
+crate::shell::timed_shell!(DisseminationActor);
 
 impl Actor for DisseminationActor {
     type Context = Context<Self>;

@@ -173,20 +173,7 @@ impl FailureDetectorActor {
     }
 }
 
-impl TimedShell for FailureDetectorActor {
-    fn timer_slot(&mut self) -> &mut Option<SpawnHandle> {
-        &mut self.timer
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.core.poll_timeout()
-    }
-
-    fn on_timeout(&mut self, now: Instant, ctx: &mut Context<Self>) {
-        self.core.handle_timeout(now);
-        self.drain(ctx);
-    }
-}
+crate::shell::timed_shell!(FailureDetectorActor);
 
 impl Actor for FailureDetectorActor {
     type Context = Context<Self>;

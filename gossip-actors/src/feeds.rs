@@ -20,7 +20,6 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -470,20 +469,7 @@ impl FeedTreeActor {
     }
 }
 
-impl TimedShell for FeedTreeActor {
-    fn timer_slot(&mut self) -> &mut Option<SpawnHandle> {
-        &mut self.timer
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.core.poll_timeout()
-    }
-
-    fn on_timeout(&mut self, now: Instant, ctx: &mut Context<Self>) {
-        self.core.handle_timeout(now);
-        self.drain(ctx);
-    }
-}
+crate::shell::timed_shell!(FeedTreeActor);
 
 impl Actor for FeedTreeActor {
     type Context = Context<Self>;

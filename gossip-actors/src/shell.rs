@@ -42,6 +42,29 @@ pub(crate) trait TimedShell: Actor<Context = Context<Self>> {
     }
 }
 
+/// Implements [`TimedShell`] for an actor shaped like every protocol actor here: its core in
+/// `self.core` (with `poll_timeout()` and `handle_timeout(now)`), its timer handle in
+/// `self.timer`, and `self.drain(ctx)` to hand out the core's outputs (and re-arm).
+macro_rules! timed_shell {
+    ($actor:ty) => {
+        impl $crate::shell::TimedShell for $actor {
+            fn timer_slot(&mut self) -> &mut Option<actix::SpawnHandle> {
+                &mut self.timer
+            }
+
+            fn deadline(&self) -> Option<std::time::Instant> {
+                self.core.poll_timeout()
+            }
+
+            fn on_timeout(&mut self, now: std::time::Instant, ctx: &mut actix::Context<Self>) {
+                self.core.handle_timeout(now);
+                self.drain(ctx);
+            }
+        }
+    };
+}
+pub(crate) use timed_shell;
+
 /// The span of handling one inbound message: `peer{addr=…, node=…}` inside the node's span.
 /// At debug level, so at the default info level it is disabled and costs nothing per
 /// datagram.

@@ -18,7 +18,6 @@
 //! overwritten by an older one that was still queued.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -265,20 +264,7 @@ impl StateActor {
     }
 }
 
-impl TimedShell for StateActor {
-    fn timer_slot(&mut self) -> &mut Option<SpawnHandle> {
-        &mut self.timer
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.core.poll_timeout()
-    }
-
-    fn on_timeout(&mut self, now: Instant, ctx: &mut Context<Self>) {
-        self.core.handle_timeout(now);
-        self.drain(ctx);
-    }
-}
+crate::shell::timed_shell!(StateActor);
 
 impl Actor for StateActor {
     type Context = Context<Self>;
