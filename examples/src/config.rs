@@ -376,6 +376,8 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     ("protocols.feeds", "bool", "true or false", "Run signed feeds over per-feed broadcast trees (Secure Scuttlebutt)."),
     ("inbound_limit.rate", "datagrams/s", ">= 0 (0: no limit)", "Authenticated datagrams admitted per second from one source address (token bucket); the rest are dropped before any protocol sees them and counted as rate_limited."),
     ("inbound_limit.burst", "datagrams", ">= 1 when rate > 0", "Datagrams one source may send at once after a quiet period (the bucket's size)."),
+    ("inbound_limit.bulk_rate", "datagrams/s", ">= 0 (0: no limit)", "Blob messages (want, have, request, piece) admitted per second from one source address, in a bucket of their own (a source sends a piece per chunk; the blob core bounds what they can make a node do)."),
+    ("inbound_limit.bulk_burst", "datagrams", ">= 1 when bulk_rate > 0", "Blob messages one source may send at once after a quiet period."),
     ("inbound_limit.max_sources", "addresses", ">= 1", "Source addresses tracked, least recently heard evicted first."),
     ("replay.window", "packet counters", "64..=65536, a multiple of 64", "Anti-replay: how far below a sender's highest packet counter an unseen counter is still accepted (once). Source: RFC 6479; WireGuard keeps 8,192 - 64."),
     ("replay.max_senders", "senders", "1..=1048576", "Anti-replay: senders whose window is kept; the least recently seen is evicted beyond it."),

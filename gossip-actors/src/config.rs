@@ -189,6 +189,11 @@ impl NodeConfig {
                 field: "inbound_limit.burst",
             });
         }
+        if self.inbound_limit.bulk_rate > 0 && self.inbound_limit.bulk_burst == 0 {
+            return Err(NodeConfigError::ZeroCapacity {
+                field: "inbound_limit.bulk_burst",
+            });
+        }
         if self.event_capacity == 0 {
             return Err(NodeConfigError::ZeroCapacity {
                 field: "event_capacity",

@@ -73,7 +73,8 @@ pub struct NodeConfig {
     /// Deliberate faults for tests. Off by default.
     pub fault: FaultInjection,
     /// Authenticated datagrams admitted per source address (a token bucket; see
-    /// [`gossip_net::limit`]): 1,000 per second with bursts of 2,000, 4,096 sources tracked.
+    /// [`gossip_net::limit`]): 1,000 per second with bursts of 2,000, and blob messages in a
+    /// bucket of their own (20,000 per second, bursts of 40,000); 4,096 sources tracked.
     /// Beyond it datagrams are dropped before any protocol sees them and counted in
     /// [`TransportStats::rate_limited`]. [`InboundLimit::unlimited`] turns it off.
     pub inbound_limit: InboundLimit,

@@ -10,9 +10,9 @@
 //! - `codec`: `PacketCodec::encode_datagram` + `decode_datagram` of a whole envelope (bincode,
 //!   label, sealing, opening, checks, and the decoded envelope's allocation).
 //!
-//! No encrypted envelope is as small as 64 bytes (the smallest, a `PullSync` without ids, takes
-//! 70; a `PushMessage` at least 121), so the 64-byte group measures a `PushAck`, the smallest
-//! datagram the protocol sends routinely (85 bytes); the others a `PushMessage` whose payload
+//! No encrypted datagram is as small as 64 bytes (the smallest, a `PullSync` without ids, takes
+//! 86; a `PushMessage` at least 137), so the 64-byte group measures a `PushAck`, the smallest
+//! datagram the protocol sends routinely (101 bytes); the others a `PushMessage` whose payload
 //! makes the datagram exactly 512 and 1400 bytes. The actual sizes are printed, and all three
 //! functions of a group use that actual size.
 //!

@@ -12,7 +12,17 @@
 //! stateless-retry thresholds, applied to authenticated traffic: it bounds what one peer can
 //! make a node do, not what the network delivers.
 //!
-//! The table of sources is an LRU of [`InboundLimit::max_sources`] addresses; a source
+//! Bulk traffic has its own bucket per source ([`InboundLimit::bulk_rate`], fed through
+//! [`InboundLimiter::admit_bulk`]): the transport sends the blob messages there. A blob source
+//! sends one datagram per chunk and a fetcher a request per few pieces, so the control rate
+//! would cap a transfer at about rate × chunk size (1.2 MB/s at 1,000/s, measured with
+//! `scripts/bench-blobs.sh`). The blob core bounds what these messages can make a node do: a
+//! piece nobody requested is dropped on arrival, requests are served from a bounded queue per
+//! peer, and none of them is delivered, forwarded or remembered as a broadcast, so a faster
+//! bulk rate does not let a sender push the other protocols (or the dissemination's seen-id
+//! memory) any harder.
+//!
+//! The tables of sources are LRUs of [`InboundLimit::max_sources`] addresses; a source
 //! evicted from it starts again with a full bucket, so the table's memory is bounded and an
 //! attacker cycling through addresses gains at most one burst per address it can send from.
 //!
@@ -39,7 +49,15 @@ pub struct InboundLimit {
     /// Datagrams a source may send at once after a quiet period (the bucket's size). Default
     /// 2,000 (two seconds at the default rate). Bound: ≥ 1 when `rate` > 0.
     pub burst: u32,
-    /// Source addresses tracked, least recently heard evicted first. Default 4,096 (the
+    /// Blob messages (want, have, request, piece) admitted per second from one source
+    /// address, in a bucket of their own (see the module docs). Default 20,000: one source's
+    /// blob transfer up to about 25 MB/s with 1,248-byte chunks. 0 disables the bulk limit.
+    pub bulk_rate: u32,
+    /// Blob messages a source may send at once after a quiet period. Default 40,000 (two
+    /// seconds at the default bulk rate). Bound: ≥ 1 when `bulk_rate` > 0.
+    pub bulk_burst: u32,
+    /// Source addresses tracked (per table: control and bulk), least recently heard evicted
+    /// first. Default 4,096 (the
     /// static discovery table's capacity; about 100 bytes each). Bound: ≥ 1 (the type).
     pub max_sources: NonZeroUsize,
 }
@@ -49,6 +67,8 @@ impl Default for InboundLimit {
         InboundLimit {
             rate: 1_000,
             burst: 2_000,
+            bulk_rate: 20_000,
+            bulk_burst: 40_000,
             max_sources: NonZeroUsize::new(4_096).unwrap_or(NonZeroUsize::MIN),
         }
     }
@@ -59,6 +79,7 @@ impl InboundLimit {
     pub fn unlimited() -> Self {
         InboundLimit {
             rate: 0,
+            bulk_rate: 0,
             ..InboundLimit::default()
         }
     }
@@ -75,6 +96,7 @@ struct Bucket {
 pub struct InboundLimiter {
     limit: InboundLimit,
     sources: LruCache<SocketAddr, Bucket>,
+    bulk: LruCache<SocketAddr, Bucket>,
 }
 
 impl InboundLimiter {
@@ -83,6 +105,7 @@ impl InboundLimiter {
         InboundLimiter {
             limit,
             sources: LruCache::new(limit.max_sources),
+            bulk: LruCache::new(limit.max_sources),
         }
     }
 
@@ -91,7 +114,7 @@ impl InboundLimiter {
         self.limit
     }
 
-    /// Source addresses tracked now (≤ `max_sources`).
+    /// Source addresses tracked now in the control table (≤ `max_sources`).
     pub fn tracked(&self) -> usize {
         self.sources.len()
     }
@@ -99,24 +122,55 @@ impl InboundLimiter {
     /// Whether a datagram from `from` received at `now` is admitted; takes a token if so.
     /// Always `true` when the limit is disabled (`rate` 0).
     pub fn admit(&mut self, now: Instant, from: SocketAddr) -> bool {
-        if self.limit.rate == 0 {
-            return true;
-        }
-        let burst = f64::from(self.limit.burst.max(1));
-        let rate = f64::from(self.limit.rate);
-        let bucket = self.sources.get_or_insert_mut(from, || Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
-        bucket.at = now.max(bucket.at);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        take(
+            &mut self.sources,
+            self.limit.rate,
+            self.limit.burst,
+            now,
+            from,
+        )
+    }
+
+    /// [`admit`](Self::admit) for bulk traffic (blob messages), against the source's bulk
+    /// bucket ([`InboundLimit::bulk_rate`], [`InboundLimit::bulk_burst`]). Always `true` when
+    /// `bulk_rate` is 0.
+    pub fn admit_bulk(&mut self, now: Instant, from: SocketAddr) -> bool {
+        take(
+            &mut self.bulk,
+            self.limit.bulk_rate,
+            self.limit.bulk_burst,
+            now,
+            from,
+        )
+    }
+}
+
+/// Refills `from`'s bucket in `table` for the time since it was last used and takes a token
+/// if one is there; `true` without a bucket when `rate` is 0 (no limit).
+fn take(
+    table: &mut LruCache<SocketAddr, Bucket>,
+    rate: u32,
+    burst: u32,
+    now: Instant,
+    from: SocketAddr,
+) -> bool {
+    if rate == 0 {
+        return true;
+    }
+    let burst = f64::from(burst.max(1));
+    let rate = f64::from(rate);
+    let bucket = table.get_or_insert_mut(from, || Bucket {
+        tokens: burst,
+        at: now,
+    });
+    let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+    bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+    bucket.at = now.max(bucket.at);
+    if bucket.tokens >= 1.0 {
+        bucket.tokens -= 1.0;
+        true
+    } else {
+        false
     }
 }
 
@@ -135,7 +189,36 @@ mod tests {
             rate,
             burst,
             max_sources: NonZeroUsize::new(sources).unwrap(),
+            ..InboundLimit::default()
         })
+    }
+
+    #[test]
+    fn bulk_traffic_has_its_own_bucket() {
+        let t0 = Instant::now();
+        let mut l = InboundLimiter::new(InboundLimit {
+            rate: 100,
+            burst: 10,
+            bulk_rate: 1_000,
+            bulk_burst: 50,
+            max_sources: NonZeroUsize::new(8).unwrap(),
+        });
+        // The control bucket empties after its burst ...
+        assert_eq!((0..100).filter(|_| l.admit(t0, addr(1))).count(), 10);
+        // ... while the same source's bulk bucket still holds its own burst, and the other
+        // way round.
+        assert_eq!((0..100).filter(|_| l.admit_bulk(t0, addr(1))).count(), 50);
+        assert!(!l.admit(t0, addr(1)));
+        // 100 ms later each refilled at its own rate.
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!((0..1_000).filter(|_| l.admit(t1, addr(1))).count(), 10);
+        assert_eq!((0..1_000).filter(|_| l.admit_bulk(t1, addr(1))).count(), 50);
+        // A bulk rate of 0 admits everything.
+        let mut off = InboundLimiter::new(InboundLimit {
+            bulk_rate: 0,
+            ..InboundLimit::default()
+        });
+        assert!((0..100_000).all(|_| off.admit_bulk(t0, addr(1))));
     }
 
     #[test]
