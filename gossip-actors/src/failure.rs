@@ -11,7 +11,7 @@
 //! Run it together with a protocol that keeps every node talking (the state actor gossips
 //! once per interval): with dissemination alone, a quiet node looks dead.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use gossip_core::NodeId;
@@ -99,6 +99,10 @@ pub struct PeerPhi {
     /// Its suspicion level now (dimensionless; convicted above the configured threshold,
     /// 8 by default); `None` before enough heartbeats to estimate one.
     pub phi: Option<f64>,
+    /// The mean interval between its heartbeats in the detector's window (before the
+    /// `min_mean` floor); `None` if not tracked. A dead peer is convicted within
+    /// `FailureConfig::detection_bound(mean)` of its last heartbeat.
+    pub mean_interval: Option<Duration>,
 }
 
 /// The failure detector actor of one node. See the module docs.
@@ -242,6 +246,7 @@ impl Handler<GetPeerPhis> for FailureDetectorActor {
                 node,
                 live,
                 phi: self.core.phi(at, &node),
+                mean_interval: self.core.mean_interval(&node),
             })
             .collect();
         peers.sort_by_key(|p| p.node);
