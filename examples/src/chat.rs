@@ -60,16 +60,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, timeout_at};
@@ -77,6 +76,7 @@ use tokio::time::{timeout, timeout_at};
 use gossip_actors::core::blob::{BlobId, references};
 
 use crate::node::NodeArgs;
+use crate::process::{SetupError, TempDir, send_line};
 
 /// How long a child may take to print its `ready` line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -294,63 +294,7 @@ struct ChildNode {
 
 impl ChildNode {
     async fn send(&mut self, line: &str) -> Result<(), String> {
-        let stdin = self.stdin.as_mut().ok_or("stdin already closed")?;
-        let write = async {
-            stdin.write_all(line.as_bytes()).await?;
-            stdin.write_all(b"\n").await?;
-            stdin.flush().await
-        };
-        match timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(format!("write failed: {err}")),
-            Err(_) => Err("write timed out".into()),
-        }
-    }
-}
-
-/// Why the run could not go on (exit code 2).
-struct SetupError(String);
-
-impl<T: std::fmt::Display> From<T> for SetupError {
-    fn from(value: T) -> Self {
-        SetupError(value.to_string())
-    }
-}
-
-/// A fresh folder under the system's temporary directory, removed (with its contents) on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn create() -> io::Result<TempDir> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let base = std::env::temp_dir();
-        let mut last = None;
-        for attempt in 0..64u32 {
-            let path = base.join(format!(
-                "gossip-chat-{}-{nanos:09}-{attempt}",
-                std::process::id()
-            ));
-            match std::fs::create_dir(&path) {
-                Ok(()) => return Ok(TempDir(path)),
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => last = Some(err),
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("no free temporary folder name")))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Err(err) = std::fs::remove_dir_all(&self.0) {
-            eprintln!("chat: cannot remove {}: {err}", self.0.display());
-        }
+        send_line(&mut self.stdin, line, WRITE_TIMEOUT).await
     }
 }
 
@@ -556,7 +500,7 @@ struct AttachmentSummary {
 /// Runs a chat and returns the process exit code (0, 1 or 2, see the module docs).
 pub async fn run_chat(args: ChatArgs) -> u8 {
     let started = Instant::now();
-    let dir = match TempDir::create() {
+    let dir = match TempDir::create("chat") {
         Ok(dir) => dir,
         Err(err) => {
             eprintln!("chat: cannot create a temporary folder: {err}");

@@ -52,7 +52,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, timeout};
@@ -61,6 +61,7 @@ use gossip_actors::core::failure::FailureConfig;
 
 use crate::cluster_web::{CHILD_SNAPSHOT_MS, Snapshots};
 use crate::node::{NodeArgs, parse_probability, unix_micros};
+use crate::process::{SetupError, send_line};
 
 /// How long a child may take to print its `ready` line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -320,26 +321,7 @@ struct ChildNode {
 
 impl ChildNode {
     async fn send(&mut self, line: &str) -> Result<(), String> {
-        let stdin = self.stdin.as_mut().ok_or("stdin already closed")?;
-        let write = async {
-            stdin.write_all(line.as_bytes()).await?;
-            stdin.write_all(b"\n").await?;
-            stdin.flush().await
-        };
-        match timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(format!("write failed: {err}")),
-            Err(_) => Err("write timed out".into()),
-        }
-    }
-}
-
-/// Why the cluster could not run (exit code 2).
-struct SetupError(String);
-
-impl<T: std::fmt::Display> From<T> for SetupError {
-    fn from(value: T) -> Self {
-        SetupError(value.to_string())
+        send_line(&mut self.stdin, line, WRITE_TIMEOUT).await
     }
 }
 

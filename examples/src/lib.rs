@@ -9,6 +9,8 @@
 //!   with one node killed (SIGKILL) and restarted on its files (`chat`);
 //! - [`multihost`]: one `gossip-node` per host or network namespace, checked end to end for
 //!   broadcasts, key/value state and feeds (`multihost`, run by `scripts/multihost.sh`);
+//! - [`process`]: driving child `gossip-node` processes (a bounded stdin write, the setup
+//!   error) and a scratch folder removed on drop;
 //! - [`config`]: the `gossip-node` configuration file (`--config`, `--print-default-config`);
 
 pub mod chat;
@@ -17,3 +19,4 @@ pub mod cluster_web;
 pub mod config;
 pub mod multihost;
 pub mod node;
+pub mod process;

@@ -43,12 +43,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::node::{parse_delay_range, parse_probability};
+use crate::process::send_line;
 use gossip_actors::DelayRange;
 
 /// How long one write to a node's stdin may take.
@@ -322,17 +323,7 @@ struct NodeProc {
 
 impl NodeProc {
     async fn send(&mut self, line: &str) -> Result<(), String> {
-        let stdin = self.stdin.as_mut().ok_or("stdin already closed")?;
-        let write = async {
-            stdin.write_all(line.as_bytes()).await?;
-            stdin.write_all(b"\n").await?;
-            stdin.flush().await
-        };
-        match timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(format!("write failed: {err}")),
-            Err(_) => Err("write timed out".into()),
-        }
+        send_line(&mut self.stdin, line, WRITE_TIMEOUT).await
     }
 }
 

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use gossip_examples::process::TempDir;
+
 mod support;
-use support::{TempDir, wait_with_timeout};
+use support::wait_with_timeout;
 
 /// One `gossip-node` process on a store and identity file, and its JSON lines.
 struct NodeProcess {
@@ -128,7 +130,7 @@ fn record_published(acked: &mut BTreeMap<u64, String>, event: &Value) {
 
 #[test]
 fn a_node_killed_during_a_burst_of_publishes_loses_no_acknowledged_message() {
-    let dir = TempDir::new("crash");
+    let dir = TempDir::create("test-crash").expect("a scratch folder");
     let store = dir.path().join("node.redb");
     let identity = dir.path().join("node.identity");
 
@@ -236,7 +238,7 @@ fn a_node_killed_during_a_burst_of_publishes_loses_no_acknowledged_message() {
 
 #[test]
 fn feed_commands_answer_with_events_or_errors() {
-    let dir = TempDir::new("commands");
+    let dir = TempDir::create("test-commands").expect("a scratch folder");
     let mut node = NodeProcess::start(
         &dir.path().join("node.redb"),
         &dir.path().join("node.identity"),
@@ -275,7 +277,7 @@ fn feed_commands_answer_with_events_or_errors() {
 
 #[test]
 fn a_damaged_identity_file_is_refused() {
-    let dir = TempDir::new("identity");
+    let dir = TempDir::create("test-identity").expect("a scratch folder");
     let identity = dir.path().join("node.identity");
     std::fs::write(&identity, "not hex\n").expect("write");
     let output = Command::new(env!("CARGO_BIN_EXE_gossip-node"))
@@ -331,7 +333,7 @@ fn chat_of_five_delivers_every_post_in_order_and_survives_a_sigkill() {
 
 #[test]
 fn chat_attachment_is_fetched_by_every_other_node_and_hashes_equal() {
-    let dir = TempDir::new("attach");
+    let dir = TempDir::create("test-attach").expect("a scratch folder");
     let file = dir.path().join("photo.bin");
     // 1.5 MiB of varied bytes: about 1,230 chunks.
     let bytes: Vec<u8> = (0..1_536_000u32)

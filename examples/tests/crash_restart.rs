@@ -28,8 +28,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-mod support;
-use support::TempDir;
+use gossip_examples::process::TempDir;
 
 /// Nodes in the cluster.
 const NODES: usize = 4;
@@ -373,7 +372,7 @@ fn killed_and_restarted_nodes_lose_no_acknowledged_feed_message_or_state_update(
         .unwrap_or(7);
     println!("crash_restart: seed {seed} (rerun with CRASH_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
-    let dir = TempDir::new("crash-restart");
+    let dir = TempDir::create("test-crash-restart").expect("a scratch folder");
     std::fs::write(
         dir.path().join("cluster.key"),
         format!("{}\n", "5a".repeat(32)),

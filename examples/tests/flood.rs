@@ -41,8 +41,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-mod support;
-use support::TempDir;
+use gossip_examples::process::TempDir;
 
 /// Datagrams the flooder sends.
 const FLOOD: u64 = 100_000;
@@ -311,7 +310,7 @@ fn flood_envelope(
 
 #[test]
 fn a_flooded_node_stays_within_its_memory_bound_and_keeps_delivering() {
-    let dir = TempDir::new("flood");
+    let dir = TempDir::create("test-flood").expect("a scratch folder");
     let key_file = dir.path().join("cluster.key");
     std::fs::write(&key_file, format!("{}\n", hex_of(&KEY))).expect("write the key file");
 

@@ -87,10 +87,12 @@ use tokio::task::{AbortHandle, JoinError};
 /// examples can run a local [`mainline::Testnet`] without depending on it themselves.
 pub use mainline;
 
-use crate::discovery::{Discovery, DiscoveryContext, StartedDiscovery};
+use crate::discovery::{
+    Discovery, DiscoveryContext, StartedDiscovery, apply_liveness, known_peers,
+};
 use crate::failure::Liveness;
 use crate::messages::Shutdown;
-use crate::messages::{DiscoveryRecipients, KnownPeers, PeerStatus, PeerSummary, SelectPeers};
+use crate::messages::{DiscoveryRecipients, KnownPeers, PeerStatus, SelectPeers};
 use crate::shell::now;
 
 /// Length of a DHT info-hash, in bytes (a SHA-1-sized id, BEP 5).
@@ -785,12 +787,7 @@ impl Handler<Liveness> for DhtDiscovery {
     type Result = ();
 
     fn handle(&mut self, msg: Liveness, _: &mut Context<Self>) {
-        match msg {
-            Liveness::Dead { node } => self.table.set_dead(&node, true),
-            Liveness::Live { node } | Liveness::Forgotten { node } => {
-                self.table.set_dead(&node, false)
-            }
-        };
+        apply_liveness(&mut self.table, msg);
     }
 }
 
@@ -798,15 +795,7 @@ impl Handler<KnownPeers> for DhtDiscovery {
     type Result = MessageResult<KnownPeers>;
 
     fn handle(&mut self, _: KnownPeers, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.table
-                .iter()
-                .map(|(addr, info)| PeerSummary {
-                    addr: *addr,
-                    node_id: info.node_id,
-                })
-                .collect(),
-        )
+        MessageResult(known_peers(&self.table))
     }
 }
 

@@ -189,16 +189,32 @@ impl Handler<PeerStatus> for StaticDiscovery {
     }
 }
 
+/// Applies a failure detector verdict to a discovery table: a convicted peer is skipped by
+/// selection until it is heard again (or forgotten by the detector). Shared by the
+/// table-based discovery actors ([`StaticDiscovery`], `DhtDiscovery`).
+pub(crate) fn apply_liveness(table: &mut PeerTable, verdict: Liveness) {
+    match verdict {
+        Liveness::Dead { node } => table.set_dead(&node, true),
+        Liveness::Live { node } | Liveness::Forgotten { node } => table.set_dead(&node, false),
+    };
+}
+
+/// Every peer of a discovery table, as [`KnownPeers`] answers it.
+pub(crate) fn known_peers(table: &PeerTable) -> Vec<PeerSummary> {
+    table
+        .iter()
+        .map(|(addr, info)| PeerSummary {
+            addr: *addr,
+            node_id: info.node_id,
+        })
+        .collect()
+}
+
 impl Handler<Liveness> for StaticDiscovery {
     type Result = ();
 
     fn handle(&mut self, msg: Liveness, _: &mut Context<Self>) {
-        match msg {
-            Liveness::Dead { node } => self.table.set_dead(&node, true),
-            Liveness::Live { node } | Liveness::Forgotten { node } => {
-                self.table.set_dead(&node, false)
-            }
-        };
+        apply_liveness(&mut self.table, msg);
     }
 }
 
@@ -206,15 +222,7 @@ impl Handler<KnownPeers> for StaticDiscovery {
     type Result = MessageResult<KnownPeers>;
 
     fn handle(&mut self, _: KnownPeers, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.table
-                .iter()
-                .map(|(addr, info)| PeerSummary {
-                    addr: *addr,
-                    node_id: info.node_id,
-                })
-                .collect(),
-        )
+        MessageResult(known_peers(&self.table))
     }
 }
 

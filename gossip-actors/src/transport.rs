@@ -616,17 +616,8 @@ impl TransportActor {
         self.stats.received_by_type.record(kind);
         self.stats.received_bytes_by_type.add(kind, len as u64);
         let received_at = tokio::time::Instant::now().into_std();
-        // Blob messages have their own, faster bucket: a source sends a piece per chunk and a
-        // fetcher a request per few pieces; the blob core bounds what they can make it do
-        // (gossip_net::limit).
-        let bulk = matches!(
-            kind,
-            PacketType::BlobWant
-                | PacketType::BlobHave
-                | PacketType::BlobRequest
-                | PacketType::BlobPiece
-        );
-        let admitted = if bulk {
+        // Blob messages have their own, faster bucket (`PacketType::is_bulk`).
+        let admitted = if kind.is_bulk() {
             self.limiter.admit_bulk(received_at, from)
         } else {
             self.limiter.admit(received_at, from)

@@ -56,6 +56,20 @@ pub enum PacketType {
 }
 
 impl PacketType {
+    /// Whether this is bulk traffic: the blob messages (types 23-26), which a source sends
+    /// one per chunk and which the receiver's blob core bounds by itself (unrequested pieces
+    /// dropped, requests served from a bounded queue per peer). A node rate-limits them per
+    /// source apart from the control traffic (`gossip_net::limit`).
+    pub fn is_bulk(self) -> bool {
+        matches!(
+            self,
+            PacketType::BlobWant
+                | PacketType::BlobHave
+                | PacketType::BlobRequest
+                | PacketType::BlobPiece
+        )
+    }
+
     /// Every packet type, in wire order.
     pub const ALL: [PacketType; 17] = [
         PacketType::PushMessage,
